@@ -1,0 +1,115 @@
+"""What the fleet costs: per pool per hour and per month (schedules in their own zones), per model
+per million tokens at a stated throughput, and the break-even volume against managed APIs. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from infra.catalog import ApiPrice, InstanceShape
+from infra.schedule import AVERAGE_MONTH_HOURS, average_monthly_node_hours, month_bounds, node_hours
+from infra.sizing import DeploymentPlan
+from infra.spec import ModelSpec, PoolSpec
+
+DAYS_PER_MONTH = 365 / 12
+
+
+@dataclass(frozen=True)
+class PoolCost:
+    pool: str
+    capacity: str
+    instance_type: str
+    gpus_per_node: int
+    on_demand_hourly_usd: float       # list price per node
+    hourly_usd: float                 # per node after the spot discount
+    monthly_node_hours: float         # at the scheduled / desired size
+    monthly_usd: float
+    max_monthly_usd: float            # every node of maxSize all month
+    basis: str
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    model: str
+    monthly_usd: float                # this model's share of its pools
+    output_tokens_per_month: float | None
+    usd_per_million_tokens: float | None
+    cheapest_api: ApiPrice | None
+    break_even_million_tokens_per_day: float | None
+
+
+def node_hourly_usd(pool: PoolSpec, shape: InstanceShape, region: str) -> tuple[float, float, str]:
+    """(on-demand list, what this pool pays, basis) per node-hour."""
+    listed = shape.hourly_usd(region)
+    if pool.capacity == "spot":
+        return listed, listed * (1 - shape.spot_discount), f"spot: on-demand less a typical {shape.spot_discount:.0%}"
+    if pool.capacity == "capacity-block":
+        return listed, listed, "capacity block: on-demand list as the basis (`fleet capacity` shows offering prices)"
+    return listed, listed, "on-demand list price"
+
+
+def pool_cost(pool: PoolSpec, shape: InstanceShape, region: str, month: tuple[int, int] | None = None) -> PoolCost:
+    """Monthly cost at the size the schedule wants (or desiredSize), exact for `month` if given."""
+    listed, hourly, price_basis = node_hourly_usd(pool, shape, region)
+    if month is not None:
+        zone = pool.schedule.timezone if pool.schedule else "UTC"
+        start, end = month_bounds(month[0], month[1], zone)
+        hours_in_period = (end - start).total_seconds() / 3600
+    else:
+        start = end = None
+        hours_in_period = AVERAGE_MONTH_HOURS
+    if pool.schedule is not None:
+        hours = (node_hours(pool.schedule, start, end) if month is not None
+                 else average_monthly_node_hours(pool.schedule))
+        sizes = sorted({w.size for w in pool.schedule.windows})
+        basis = (f"schedule ({pool.schedule.timezone}): {'/'.join(map(str, sizes))} nodes in windows, "
+                 f"{pool.schedule.off_size} outside, {pool.schedule.prewarm_minutes} min pre-warm")
+    else:
+        hours = pool.desired_size * hours_in_period
+        basis = f"desiredSize {pool.desired_size} all month (autoscaler may add up to {pool.max_size})"
+    return PoolCost(pool=pool.name, capacity=pool.capacity, instance_type=shape.name, gpus_per_node=shape.gpu_count,
+                    on_demand_hourly_usd=listed, hourly_usd=hourly, monthly_node_hours=hours,
+                    monthly_usd=hours * hourly, max_monthly_usd=pool.max_size * hours_in_period * hourly,
+                    basis=f"{basis}; {price_basis}")
+
+
+def gpu_demand(dep: DeploymentPlan) -> int:
+    return dep.layout.gpus * max(dep.max_replicas, 1)
+
+
+def model_cost(spec: ModelSpec, deployments: Sequence[DeploymentPlan], all_deployments: Sequence[DeploymentPlan],
+               pools: dict[str, PoolCost], api_prices: Sequence[ApiPrice]) -> ModelCost:
+    """A pool shared by several models is split by GPU demand (GPUs per replica x max replicas)."""
+    monthly = 0.0
+    replica_hours = 0.0
+    for dep in deployments:
+        pool = pools[dep.pool]
+        on_pool = [d for d in all_deployments if d.pool == dep.pool]
+        share = gpu_demand(dep) / sum(gpu_demand(d) for d in on_pool)
+        monthly += pool.monthly_usd * share
+        replica_hours += pool.monthly_node_hours * share * dep.replicas_per_node / dep.layout.nodes
+    tokens = cost_per_m = None
+    if spec.throughput is not None:
+        tokens = replica_hours * 3600 * spec.throughput.output_tokens_per_second * spec.throughput.utilization
+        cost_per_m = monthly / (tokens / 1e6) if tokens > 0 else None
+    cheapest = min(api_prices, key=lambda p: p.blended_usd_per_m, default=None)
+    break_even = (monthly / cheapest.blended_usd_per_m / DAYS_PER_MONTH
+                  if cheapest is not None and cheapest.blended_usd_per_m > 0 else None)
+    return ModelCost(model=spec.name, monthly_usd=monthly, output_tokens_per_month=tokens,
+                     usd_per_million_tokens=cost_per_m, cheapest_api=cheapest,
+                     break_even_million_tokens_per_day=break_even)
+
+
+def hourly_now(pool: PoolCost, nodes: int) -> float:
+    """What a pool costs per hour at `nodes` nodes (the jobs print this for each action)."""
+    return pool.hourly_usd * nodes
+
+
+def parse_month(text: str) -> tuple[int, int]:
+    try:
+        moment = datetime.strptime(text, "%Y-%m")
+    except ValueError:
+        raise ValueError(f"--month: {text!r} is not YYYY-MM") from None
+    return moment.year, moment.month

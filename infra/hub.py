@@ -1,0 +1,68 @@
+"""Read a model's config.json: from a local directory, or from the Hugging Face hub (cached on disk).
+
+`HF_ENDPOINT` (default https://huggingface.co) and `HF_TOKEN` are honoured as the hub's own tools do,
+so a mirror or a gated model works; `LLMFLEET_CACHE` moves the cache (default ~/.cache/llm-fleet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TIMEOUT_SECONDS = 20
+
+
+class HubError(ValueError):
+    """The config could not be read; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LLMFLEET_CACHE", Path.home() / ".cache" / "llm-fleet")) / "hf"
+
+
+def read_local(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HubError(f"{path}: no config.json in that directory") from None
+    except ValueError as err:
+        raise HubError(f"{path}: not valid JSON ({err})") from None
+
+
+def fetch_config(hf_id: str, revision: str = "main", session: requests.Session | None = None) -> dict[str, Any]:
+    """config.json of `hf_id` at `revision`; a cached copy is used when present (pin a commit to be exact)."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", hf_id) or not re.fullmatch(r"[\w./-]+", revision):
+        raise HubError(f"{hf_id}@{revision}: not a Hugging Face repo id and revision")
+    cached = cache_dir() / hf_id / revision / "config.json"
+    if cached.is_file():
+        return read_local(cached.parent)
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    url = f"{endpoint}/{hf_id}/resolve/{revision}/config.json"
+    headers = {"Authorization": f"Bearer {os.environ['HF_TOKEN']}"} if os.environ.get("HF_TOKEN") else {}
+    try:
+        response = (session or requests).get(url, headers=headers, timeout=TIMEOUT_SECONDS)
+    except requests.RequestException as err:
+        raise HubError(f"{hf_id}: could not reach {endpoint} ({err.__class__.__name__}); check the network, "
+                       "set HF_ENDPOINT to a mirror, or point `source` at a local directory with config.json") from None
+    if response.status_code in (401, 403):
+        raise HubError(f"{hf_id}: the hub refused access ({response.status_code}); the model may be gated: "
+                       "accept its licence on the hub and set HF_TOKEN")
+    if response.status_code == 404:
+        raise HubError(f"{hf_id}@{revision}: not found on {endpoint}; check the id and revision")
+    if response.status_code != 200:
+        raise HubError(f"{hf_id}: the hub answered {response.status_code} for {url}")
+    try:
+        data = response.json()
+    except ValueError:
+        raise HubError(f"{hf_id}: config.json from {url} is not JSON") from None
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(cached)
+    return data

@@ -1,0 +1,300 @@
+"""Does a model fit its pool's GPU shape, with which parallel layout, how much KV cache is left, and
+which exact engine arguments follow. Pure: reused by `fleet plan`, the Pulumi program and the jobs.
+
+Units: GB = 10^9 bytes. The per-GPU memory model is
+    gpu memory x gpuMemoryUtilization = weights share + engine overhead + KV cache,
+where the engine overhead (activations, CUDA graphs, NCCL buffers) is an estimate the engines
+refine when they profile at start-up; the planner errs on the side of refusing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from infra.catalog import Catalog, CatalogModel, InstanceShape
+from infra.hub import HubError, fetch_config, read_local
+from infra.loading import LoadEstimate, estimate_load
+from infra.modelarch import ArchError, ModelArch, arch_from_config
+from infra.spec import EngineImage, ModelSpec, Placement, PoolSpec
+
+GB = 1e9
+MIN_CONTEXT = 4096            # below this a chat model is of little use; the planner will not go lower
+PORT = 8000
+
+
+class SizingError(ValueError):
+    """A model that does not fit its pool: the message gives the numbers and the ways out."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    arch: ModelArch
+    entry: CatalogModel | None        # None: not in the catalog, sized from its config.json
+    display: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    nodes: int
+    tp: int
+    pp: int
+    ep: bool
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True)
+class Memory:
+    weights_per_gpu_gb: float
+    overhead_per_gpu_gb: float
+    kv_per_gpu_gb: float
+    kv_bytes_per_token_per_gpu: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    model: str
+    source: str
+    revision: str
+    pool: str
+    instance_type: str
+    precision: str
+    engine: str
+    engine_image: str
+    weights_gb: float
+    layout: Layout
+    replicas_per_node: int
+    gpu_memory_gb: float
+    memory: Memory
+    kv_cache_gb: float                # per replica, all GPUs
+    kv_bytes_per_token: int           # model-level, all layers
+    max_context: int
+    min_replicas: int
+    max_replicas: int
+    engine_args: tuple[str, ...]
+    load: LoadEstimate
+    multi_node: bool
+    efa_interfaces: int
+    is_moe: bool
+    active_params_b: float
+    notes: tuple[str, ...]
+
+    @property
+    def max_tokens_in_flight(self) -> int:
+        return self.memory.max_tokens
+
+    @property
+    def max_concurrent_sequences(self) -> int:
+        return self.memory.max_tokens // self.max_context
+
+
+def resolve_model(spec: ModelSpec, catalog: Catalog,
+                  fetch: Callable[[str, str], dict[str, Any]] = fetch_config) -> ResolvedModel:
+    """Catalog entry by Hugging Face id; otherwise the model's own config.json (local or hub)."""
+    found = None if spec.is_local else catalog.find_checkpoint(spec.source)
+    try:
+        if found is not None:
+            entry, _ = found
+            return ResolvedModel(arch_from_config(_checkpoint_config(entry, spec.source), spec.source),
+                                 entry, entry.display_name)
+        cfg = read_local(spec.source) if spec.is_local else fetch(spec.source, spec.revision)
+        return ResolvedModel(arch_from_config(cfg, spec.source), None, spec.source)
+    except (HubError, ArchError) as err:
+        raise SizingError(f"models.{spec.name}.source: {err}") from None
+
+
+def _checkpoint_config(entry: CatalogModel, hf_id: str) -> dict[str, Any]:
+    """The catalog keeps one config; a checkpoint's own quantization overrides it."""
+    cfg = dict(entry.hf_config)
+    cfg.pop("quantization_config", None)
+    for ckpt in entry.checkpoints:
+        if ckpt.hf_id.lower() == hf_id.lower() and ckpt.quantization:
+            bits = 8 if ckpt.precision == "fp8" else 4
+            cfg["quantization_config"] = {"quant_method": ckpt.quantization, "bits": bits}
+    return cfg
+
+
+def overhead_gb(gpu_memory_gb: float, is_moe: bool) -> float:
+    """Activations, CUDA graphs and communication buffers per GPU (estimate; MoE adds all-to-all buffers)."""
+    return 1.5 + 0.04 * gpu_memory_gb + (1.5 if is_moe else 0.0)
+
+
+def candidate_layouts(arch: ModelArch, shape: InstanceShape, engine: str, max_nodes: int) -> list[Layout]:
+    """Smallest first: 1, 2, 4, 8 GPUs on one node, then whole nodes (TP per node, PP or TP across)."""
+    g = shape.gpu_count
+    out = []
+    sizes = [n for n in (1, 2, 4, 8, 16) if n <= g and g % n == 0]
+    for n in sizes:
+        out.append(Layout(1, n, 1, arch.is_moe and n > 1))
+    for nodes in range(2, max_nodes + 1):
+        if engine == "vllm":
+            out.append(Layout(nodes, g, nodes, arch.is_moe))
+        else:
+            out.append(Layout(nodes, g * nodes, 1, arch.is_moe))
+    return [lay for lay in out if _tp_ok(arch, lay.tp)]
+
+
+def _tp_ok(arch: ModelArch, tp: int) -> bool:
+    if arch.heads % tp:
+        return False
+    if arch.attention == "gqa" and arch.kv_heads % tp and tp % arch.kv_heads:
+        return False
+    return True
+
+
+def memory_for(arch: ModelArch, weights_bytes: float, shape: InstanceShape, layout: Layout,
+               utilization: float, kv_dtype_bytes: int) -> Memory:
+    per_gpu_weights = weights_bytes / layout.gpus / GB
+    overhead = overhead_gb(shape.gpu_memory_gb, arch.is_moe)
+    kv = shape.gpu_memory_gb * utilization - per_gpu_weights - overhead
+    per_token = arch.kv_bytes_per_token_per_gpu(kv_dtype_bytes, layout.tp, layout.pp)
+    tokens = max(0, int(kv * GB // per_token)) if kv > 0 else 0
+    return Memory(per_gpu_weights, overhead, kv, per_token, tokens)
+
+
+def check_precision(spec: ModelSpec, resolved: ResolvedModel) -> tuple[str, ...]:
+    """Engine flags the precision needs; refuse combinations no engine can serve."""
+    have = resolved.arch.checkpoint_precision
+    want = spec.precision
+    path = f"models.{spec.name}.precision"
+    if want == have:
+        return ()
+    if want == "fp8" and have == "bf16":
+        return ("--quantization", "fp8")          # online FP8: both engines quantize a BF16 checkpoint at load
+    alternatives = [c.hf_id for c in (resolved.entry.checkpoints if resolved.entry else ()) if c.precision == want]
+    if want == "int4":
+        hint = (f"use source {alternatives[0]}" if alternatives else
+                "point source at an AWQ or GPTQ 4-bit checkpoint of this model")
+        raise SizingError(f"{path}: int4 needs a 4-bit AWQ/GPTQ checkpoint, but {spec.source} is {have}; {hint}")
+    hint = f"use source {alternatives[0]} or " if alternatives else ""
+    raise SizingError(f"{path}: {spec.source} is a {have} checkpoint and cannot be served as {want}; "
+                      f"{hint}set precision: {have}")
+
+
+def plan_deployment(spec: ModelSpec, placement: Placement, pool: PoolSpec, engine: EngineImage,
+                    resolved: ResolvedModel, catalog: Catalog) -> DeploymentPlan:
+    """Choose the smallest layout that holds the weights and at least one sequence at the context."""
+    arch = resolved.arch
+    path = f"models.{spec.name} on pool {pool.name}"
+    try:
+        shape = catalog.instance(pool.instance_type)
+    except ValueError as err:
+        raise SizingError(f"pools.{pool.name}.instanceTypes: {err}") from None
+    precision_args = check_precision(spec, resolved)
+    weights = arch.weight_bytes(spec.precision)
+    kv_bytes = 1 if spec.kv_cache_dtype == "fp8" else 2
+    model_max = min(arch.max_context, resolved.entry.max_context) if resolved.entry else arch.max_context
+    if spec.max_context is not None and spec.max_context > model_max:
+        raise SizingError(f"models.{spec.name}.maxContext: {spec.max_context} is above the model's "
+                          f"{model_max}; set maxContext <= {model_max}")
+    need = spec.max_context or MIN_CONTEXT
+    chosen = None
+    for layout in candidate_layouts(arch, shape, spec.engine, spec.max_nodes_per_replica):
+        mem = memory_for(arch, weights, shape, layout, spec.gpu_memory_utilization, kv_bytes)
+        if mem.max_tokens >= need:
+            chosen = (layout, mem)
+            break
+    if chosen is None:
+        raise SizingError(_misfit(spec, pool, shape, arch, weights, catalog, kv_bytes, resolved))
+    layout, mem = chosen
+    if layout.nodes > 1 and shape.efa_interfaces == 0:
+        raise SizingError(f"{path}: needs {layout.nodes} nodes per replica, and {shape.name} has no EFA; "
+                          "multi-node replicas need EFA shapes (p5, p5e, p5en, p4d, p4de) or a larger GPU shape")
+    max_context = spec.max_context or min(model_max, (mem.max_tokens // 1024) * 1024)
+    notes = []
+    if spec.max_context is None:
+        notes.append(f"maxContext not set: using {max_context}, the most that fits (model max {model_max})")
+    flags = catalog.engine_flags(resolved.entry.key, spec.engine, engine.version) if resolved.entry else None
+    if resolved.entry and flags is None:
+        notes.append(f"no catalog flags for {spec.engine} {engine.version}; parsers/speculative decoding not set")
+    args = engine_args(spec, layout, max_context, precision_args, flags.args if flags else ())
+    load = estimate_load(weights / GB, spec.loading, shape, layout.nodes)
+    return DeploymentPlan(
+        model=spec.name, source=spec.source, revision=spec.revision, pool=pool.name,
+        instance_type=shape.name, precision=spec.precision, engine=spec.engine, engine_image=engine.ref,
+        weights_gb=weights / GB, layout=layout,
+        replicas_per_node=max(1, shape.gpu_count // layout.gpus) if layout.nodes == 1 else 1,
+        gpu_memory_gb=shape.gpu_memory_gb, memory=mem,
+        kv_cache_gb=max(0.0, mem.kv_per_gpu_gb) * layout.gpus,
+        kv_bytes_per_token=arch.kv_bytes_per_token(kv_bytes), max_context=max_context,
+        min_replicas=placement.min_replicas, max_replicas=placement.max_replicas, engine_args=args, load=load,
+        multi_node=layout.nodes > 1, efa_interfaces=shape.efa_interfaces, is_moe=arch.is_moe,
+        active_params_b=arch.active_params() / 1e9, notes=tuple(notes))
+
+
+def engine_args(spec: ModelSpec, layout: Layout, max_context: int, precision_args: tuple[str, ...],
+                catalog_args: tuple[str, ...]) -> tuple[str, ...]:
+    """Arguments after the model location (`vllm serve <model>` / `sglang ... --model-path <model>`).
+    Multi-node rank and leader address are added by the serving component from LeaderWorkerSet env."""
+    util = f"{spec.gpu_memory_utilization:.2f}"
+    if spec.engine == "vllm":
+        args = ["--served-model-name", spec.name, "--host", "0.0.0.0", "--port", str(PORT),
+                "--tensor-parallel-size", str(layout.tp)]
+        if layout.pp > 1:
+            args += ["--pipeline-parallel-size", str(layout.pp)]
+        if layout.ep:
+            args += ["--enable-expert-parallel"]
+        args += ["--max-model-len", str(max_context), "--gpu-memory-utilization", util,
+                 "--enable-prefix-caching", "--enable-chunked-prefill"]
+        if spec.kv_cache_dtype == "fp8":
+            args += ["--kv-cache-dtype", "fp8"]
+    else:
+        args = ["--served-model-name", spec.name, "--host", "0.0.0.0", "--port", str(PORT),
+                "--tp-size", str(layout.tp)]
+        if layout.ep:
+            args += ["--ep-size", str(layout.tp)]
+        args += ["--context-length", str(max_context), "--mem-fraction-static", util, "--enable-metrics"]
+        if spec.kv_cache_dtype == "fp8":
+            args += ["--kv-cache-dtype", "fp8_e4m3"]
+    return tuple(args) + precision_args + tuple(catalog_args) + spec.extra_args
+
+
+def _misfit(spec: ModelSpec, pool: PoolSpec, shape: InstanceShape, arch: ModelArch, weights: float,
+            catalog: Catalog, kv_bytes: int, resolved: ResolvedModel) -> str:
+    util = spec.gpu_memory_utilization
+    usable = shape.gpu_memory_gb * util * shape.gpu_count
+    head = (f"models.{spec.name}: {resolved.display} {spec.precision} needs ~{weights / GB:,.0f} GB of weights")
+    if spec.max_context:
+        head += f" plus KV cache for maxContext {spec.max_context}"
+    head += (f"; pool {pool.name} ({shape.name}) has {shape.gpu_count}x{shape.gpu_memory_gb:.1f} GB = "
+             f"{shape.gpu_count * shape.gpu_memory_gb:,.0f} GB ({usable:,.0f} GB at gpuMemoryUtilization {util:.2f})")
+    ways = []
+    need = spec.max_context or MIN_CONTEXT
+    fitting = []
+    for other in catalog.instances.values():
+        if other.name == shape.name or other.gpu_vendor != shape.gpu_vendor:
+            continue
+        for layout in candidate_layouts(arch, other, spec.engine, 1):
+            if memory_for(arch, weights, other, layout, util, kv_bytes).max_tokens >= need:
+                price = min(other.on_demand_usd.values()) if other.on_demand_usd else math.inf
+                fitting.append((price, other))
+                break
+    if fitting:
+        fitting.sort(key=lambda item: item[0])
+        ways.append("use " + " or ".join(f"{o.name} ({o.gpu_count}x{o.gpu_memory_gb:.0f} GB)" for _, o in fitting[:2]))
+    for lower in ("fp8", "int4"):
+        if ("bf16", "fp8", "int4").index(lower) > ("bf16", "fp8", "int4").index(spec.precision):
+            lw = arch.weight_bytes(lower)
+            if any(memory_for(arch, lw, shape, lay, util, kv_bytes).max_tokens >= need
+                   for lay in candidate_layouts(arch, shape, spec.engine, spec.max_nodes_per_replica)):
+                ways.append(f"precision {lower} (~{lw / GB:,.0f} GB)")
+                break
+    if shape.efa_interfaces and spec.max_nodes_per_replica < 4:
+        for nodes in range(spec.max_nodes_per_replica + 1, 5):
+            lays = candidate_layouts(arch, shape, spec.engine, nodes)
+            if any(lay.nodes == nodes and memory_for(arch, weights, shape, lay, util, kv_bytes).max_tokens >= need
+                   for lay in lays):
+                ways.append(f"maxNodesPerReplica: {nodes} ({nodes}x {shape.name} per replica over EFA)")
+                break
+    if spec.max_context:
+        best = max((memory_for(arch, weights, shape, lay, util, kv_bytes).max_tokens
+                    for lay in candidate_layouts(arch, shape, spec.engine, spec.max_nodes_per_replica)), default=0)
+        if best >= MIN_CONTEXT:
+            ways.append(f"maxContext <= {best // 1024 * 1024}")
+    return head + ("; " + ", or ".join(ways) if ways else "; no catalog shape holds it on one node")

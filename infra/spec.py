@@ -1,0 +1,184 @@
+"""The validated shape of a stack: frozen dataclasses built by `config.py`, read by everything else."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from infra.schedule import Schedule
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a credential lives: an AWS Secrets Manager ARN or a Pulumi secret config key."""
+    secrets_manager_arn: str | None = None
+    pulumi_key: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    cidr: str
+    az_count: int
+    nat: str                                  # "single" | "per-az"
+    interface_endpoints: tuple[str, ...]
+    existing_vpc_id: str | None
+    existing_private_subnet_ids: tuple[str, ...]
+    existing_public_subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExistingCluster:
+    kubeconfig: SecretRef | str               # a path, or a secret holding the kubeconfig
+    context: str | None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    kubernetes_version: str
+    endpoint_public: bool
+    endpoint_private: bool
+    public_access_cidrs: tuple[str, ...]
+    logging: tuple[str, ...]
+    admin_role_arns: tuple[str, ...]
+    system_instance_type: str
+    system_min: int
+    system_max: int
+    accelerator: str                          # "nvidia" | "ascend"
+    existing: ExistingCluster | None
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    instance_types: tuple[str, ...]
+    capacity: str
+    min_size: int
+    max_size: int
+    desired_size: int
+    schedule: Schedule | None
+    az_ids: tuple[str, ...]
+    ami_type: str
+    capacity_reservation_id: str | None
+    disk_gb: int
+    idle_minutes: int | None                  # `fleet sweep`: idle this long -> floor
+
+    @property
+    def instance_type(self) -> str:
+        """The shape the planner sizes against: the first (spot lists are diversified alternatives)."""
+        return self.instance_types[0]
+
+
+@dataclass(frozen=True)
+class Placement:
+    pool: str
+    min_replicas: int
+    max_replicas: int
+
+
+@dataclass(frozen=True)
+class Throughput:
+    output_tokens_per_second: float           # per replica, measured or stated
+    utilization: float                        # share of the month at that rate
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str                               # Hugging Face id, or a local directory with config.json
+    revision: str
+    precision: str
+    engine: str
+    placements: tuple[Placement, ...]
+    max_context: int | None                   # None: the largest that fits, capped at the model's
+    gpu_memory_utilization: float
+    kv_cache_dtype: str                       # "auto" | "fp8"
+    loading: str
+    queue_target: int                         # waiting requests per replica before scaling out
+    max_nodes_per_replica: int                # > 1 opts in to multi-node replicas (EFA shapes)
+    extra_args: tuple[str, ...]
+    throughput: Throughput | None
+
+    @property
+    def is_local(self) -> bool:
+        return self.source.startswith(("/", "./", "../", "~"))
+
+
+@dataclass(frozen=True)
+class EngineImage:
+    engine: str
+    image: str
+    version: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.image}:{self.version}"
+
+
+@dataclass(frozen=True)
+class FallbackSpec:
+    provider: str
+    model: str
+    api_key: SecretRef
+    api_base: str | None
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    name: str
+    api_key: SecretRef
+    rpm: int | None
+    tpm: int | None
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    exposure: str                             # "internal" | "internet-facing"
+    allowed_cidrs: tuple[str, ...]
+    certificate_arn: str | None
+    master_key: SecretRef | None
+    teams: tuple[TeamSpec, ...]
+    fallbacks: Mapping[str, FallbackSpec]
+    request_timeout_seconds: int
+    num_retries: int
+    replicas: int
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    prometheus: str                           # "install" | "existing" | "off"
+    prometheus_url: str | None
+    grafana: bool
+    dcgm_exporter: bool
+    alerts: bool
+    ttft_p99_seconds: float
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    bucket_name: str | None
+    noncurrent_version_days: int
+    hf_token: SecretRef | None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    environment: str
+    region: str
+    network: NetworkSpec
+    cluster: ClusterSpec
+    pools: tuple[PoolSpec, ...]
+    models: tuple[ModelSpec, ...]
+    engines: Mapping[str, EngineImage]
+    gateway: GatewaySpec
+    monitoring: MonitoringSpec
+    storage: StorageSpec
+    secret_keys: frozenset[str] = frozenset()  # config keys that hold Pulumi secrets
+
+    def pool(self, name: str) -> PoolSpec:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(name)

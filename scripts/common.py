@@ -1,0 +1,65 @@
+"""What every `fleet` command shares: stack selection, user errors (exit 2, one line), JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from infra.config import load_stack_file
+from infra.spec import StackConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UserError(Exception):
+    """Something the user can fix: printed as one line, exit status 2, nothing changed."""
+
+
+def stacks_dir() -> Path:
+    env = os.environ.get("LLMFLEET_STACKS_DIR")
+    if env:
+        return Path(env)
+    local = Path.cwd() / "stacks"
+    return local if local.is_dir() else REPO_ROOT / "stacks"
+
+
+def add_stack_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--stack", metavar="NAME", help="stack name: reads stacks/Pulumi.NAME.yaml")
+    group.add_argument("--stack-file", metavar="PATH", help="a Pulumi.<stack>.yaml file anywhere")
+
+
+def stack_path(args: argparse.Namespace) -> Path:
+    if args.stack_file:
+        return Path(args.stack_file)
+    path = stacks_dir() / f"Pulumi.{args.stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir().glob("Pulumi.*.yaml"))
+        raise UserError(f"--stack {args.stack}: no {path}; stacks here: {', '.join(known) or '(none)'}")
+    return path
+
+
+def load_stack(args: argparse.Namespace) -> StackConfig:
+    return load_stack_file(stack_path(args))
+
+
+def emit(stream: TextIO, **fields: Any) -> None:
+    """One JSON line per action, in the order the fields are given, with the time first."""
+    record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), **fields}
+    stream.write(json.dumps(record, sort_keys=False, default=str) + "\n")
+    stream.flush()
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace,
+                user_errors: tuple[type[BaseException], ...]) -> int:
+    try:
+        return func(args)
+    except (UserError, *user_errors) as err:
+        print(f"fleet {args.command}: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,47 @@
+"""`fleet`: the one CLI around `pulumi up`. Every subcommand shares the stack flags, prints user
+errors as one line with exit status 2, and (for jobs) one JSON line per action on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from infra.catalog import CatalogError
+from infra.hub import HubError
+from infra.reader import ConfigError
+from infra.sizing import SizingError
+from scripts.common import run_command
+
+# name -> module under scripts/ exposing add_arguments(parser), run(args) and HELP
+COMMANDS = {
+    "plan": "scripts.cmd_plan",
+}
+USER_ERRORS = (ConfigError, SizingError, CatalogError, HubError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are user errors too: one line, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.add_arguments(cmd)
+        cmd.set_defaults(func=module.run, user_errors=getattr(module, "USER_ERRORS", ()))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args, USER_ERRORS + tuple(args.user_errors))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures. Pulumi mocks are set in tests/program/conftest.py, before the program is imported."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS = REPO / "stacks"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHIPPED = ("dev", "staging", "prod")
+
+
+@pytest.fixture
+def stack_values():
+    """A shipped stack's `config:` mapping, deep-copied so a test can break it."""
+    def load(name: str = "prod") -> dict:
+        return copy.deepcopy(yaml.safe_load((STACKS / f"Pulumi.{name}.yaml").read_text())["config"])
+    return load
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(monkeypatch, tmp_path):
+    """Nothing downloads in tests: the hub client points at a closed port, the cache at a temp dir."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("LLMFLEET_CACHE", str(tmp_path / "cache"))

@@ -1,0 +1,113 @@
+"""The stack-file schema: shipped stacks parse, and every bad input is refused with key path + way out."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.config import load_stack_file, parse_config
+from infra.reader import ConfigError
+from tests.conftest import SHIPPED, STACKS
+
+
+def parse(values, secret_keys=()):
+    return parse_config(values, "test", secret_keys=set(secret_keys))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_stacks_parse(name):
+    cfg = load_stack_file(STACKS / f"Pulumi.{name}.yaml")
+    assert cfg.stack == name and cfg.environment == name
+    assert cfg.models and cfg.pools
+    for model in cfg.models:
+        for placement in model.placements:
+            cfg.pool(placement.pool)          # every placement names a real pool
+
+
+def test_prod_expresses_base_spot_and_scheduled_peak(stack_values):
+    cfg = parse(stack_values("prod"))
+    glm = next(m for m in cfg.models if m.source == "zai-org/GLM-5.1-FP8")
+    capacities = {cfg.pool(p.pool).capacity for p in glm.placements}
+    assert capacities == {"on-demand", "spot"}
+    peak = next(cfg.pool(p.pool) for p in glm.placements if cfg.pool(p.pool).schedule)
+    assert peak.schedule.timezone == "Asia/Shanghai" and peak.schedule.prewarm_minutes > 0
+
+
+def test_numbers_scaled_to_zero_stay_zero(stack_values):
+    values = stack_values("dev")
+    values["llm-fleet:pools"][0].update(minSize=0, desiredSize=0)
+    pool = parse(values).pools[0]
+    assert pool.min_size == 0 and pool.desired_size == 0
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda v: v.__setitem__("llm-fleet:modles", []), "llm-fleet.modles: unknown key"),
+    (lambda v: v["llm-fleet:pools"][0].__setitem__("maxsize", 3), "llm-fleet.pools[0].maxsize: unknown key"),
+    (lambda v: v["llm-fleet:pools"][0].__setitem__("capacity", "spott"), "did you mean 'spot'"),
+    (lambda v: v["llm-fleet:pools"][0].__setitem__("minSize", 5), "minSize: 5 is above maxSize 2"),
+    (lambda v: v["llm-fleet:pools"][0].__setitem__("minSize", "1"), "expected a whole number, got '1'"),
+    (lambda v: v["llm-fleet:models"][0].__setitem__("pool", "nope"), "no pool named 'nope'; pools in this stack: l4-spot"),
+    (lambda v: v["llm-fleet:models"][0].__setitem__("precision", "fp4"), "use one of: bf16, fp8, int4"),
+    (lambda v: v["llm-fleet:models"][0].__setitem__("engine", "tgi"), "use one of: vllm, sglang"),
+    (lambda v: v["llm-fleet:models"][0].__setitem__("source", "not a model"), "neither a Hugging Face id"),
+    (lambda v: v["llm-fleet:models"][0].__setitem__("source", "./nowhere"), "without a config.json"),
+    (lambda v: v["llm-fleet:models"][0].__setitem__("replicas", {"min": 3, "max": 1}), "min: 3 is above max 1"),
+    (lambda v: v.__setitem__("aws:region", "mars-1"), "aws:region: 'mars-1' is not an AWS region"),
+    (lambda v: v["llm-fleet:pools"][0]["schedule"].__setitem__("timezone", "Mars/Olympus"),
+     "'Mars/Olympus' is not an IANA time zone"),
+    (lambda v: v["llm-fleet:pools"][0]["schedule"]["windows"][0].__setitem__("end", "07:00"),
+     "windows[0].end: '07:00' is not after start '08:00'"),
+    (lambda v: v["llm-fleet:pools"][0]["schedule"]["windows"][0].__setitem__("start", "8am"), "not a time of day"),
+    (lambda v: v["llm-fleet:pools"][0]["schedule"]["windows"][0].__setitem__("days", "fri-mon"), "runs backwards"),
+    (lambda v: v["llm-fleet:pools"][0]["schedule"]["windows"][0].__setitem__("size", 9), "above the maximum 2"),
+    (lambda v: v["llm-fleet:pools"][0]["schedule"].__setitem__("windows", []), "needs at least one window"),
+    (lambda v: v["llm-fleet:pools"][0]["schedule"]["windows"].append(
+        {"days": "wed", "start": "18:00", "end": "20:00", "size": 1}), "overlaps window [0] on wed"),
+    (lambda v: v["llm-fleet:pools"][0].update(capacity="capacity-block", instanceTypes=["p5en.48xlarge"]),
+     "capacity-block pool needs the reservation id"),
+    (lambda v: v["llm-fleet:pools"].append(dict(v["llm-fleet:pools"][0])), "'l4-spot' is used twice"),
+    (lambda v: v["llm-fleet:gateway"].update(exposure="internet-facing"), "internet-facing gateway needs TLS"),
+    (lambda v: v["llm-fleet:gateway"].update(masterKey="sk-live-123"), "clear-text credential is not allowed"),
+    (lambda v: v["llm-fleet:gateway"].update(masterKey={"pulumiSecret": "gatewayKey"}),
+     "not a secret in this stack; run `pulumi config set --secret gatewayKey"),
+    (lambda v: v["llm-fleet:gateway"].update(fallbacks={"ghost": {"provider": "deepinfra", "model": "m", "apiKey": {
+        "secretsManager": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"}}}), "no model named 'ghost'"),
+    (lambda v: v["llm-fleet:engines"].__setitem__("vllm", {"version": "latest"}) if "llm-fleet:engines" in v
+     else v.__setitem__("llm-fleet:engines", {"vllm": {"version": "latest"}}), "never latest"),
+    (lambda v: v["llm-fleet:network"].update(existingPrivateSubnetIds=["subnet-0123456789abcdef0"]),
+     "subnet ids are given without the VPC"),
+    (lambda v: v["llm-fleet:monitoring"].update(prometheus="existing"), "prometheus: existing needs the URL"),
+])
+def test_bad_input_is_refused_with_path_and_way_out(stack_values, mutate, expected):
+    values = stack_values("dev")
+    mutate(values)
+    with pytest.raises(ConfigError) as err:
+        parse(values)
+    assert expected in str(err.value)
+
+
+def test_pulumi_secret_reference_accepted_when_the_key_is_secret(stack_values):
+    values = stack_values("dev")
+    values["llm-fleet:gateway"]["masterKey"] = {"pulumiSecret": "gatewayKey"}
+    values["llm-fleet:gatewayKey"] = {"secure": "v1:abc"}
+    cfg = parse(values, secret_keys={"llm-fleet:gatewayKey"})
+    assert cfg.gateway.master_key.pulumi_key == "gatewayKey"
+    assert "llm-fleet:gatewayKey" in cfg.secret_keys
+
+
+def test_local_model_directory_is_resolved(stack_values, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    values = stack_values("dev")
+    values["llm-fleet:models"][0]["source"] = str(tmp_path / "m")
+    assert parse(values).models[0].is_local
+
+
+def test_stack_file_name_and_yaml_errors(tmp_path):
+    bad = tmp_path / "Pulumi.x.yaml"
+    bad.write_text("config: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_stack_file(bad)
+    with pytest.raises(ConfigError, match="no such stack file"):
+        load_stack_file(tmp_path / "Pulumi.missing.yaml")
+    with pytest.raises(ConfigError, match="named Pulumi.<stack>.yaml"):
+        load_stack_file(tmp_path / "stack.yaml")
