@@ -23,6 +23,7 @@ from infra.spec import (
     ExistingCluster,
     FallbackSpec,
     GatewaySpec,
+    JobsSpec,
     ModelSpec,
     MonitoringSpec,
     NetworkSpec,
@@ -50,8 +51,7 @@ DEFAULT_ENGINES = {
     "vllm": ("vllm/vllm-openai", "v0.19.0"),
     "sglang": ("lmsysorg/sglang", "v0.5.10"),
 }
-TOP_LEVEL_KEYS = ("environment", "network", "cluster", "pools", "models", "engines", "gateway",
-                  "monitoring", "storage")
+CRON = r"(\S+\s+){4}\S+"
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -123,6 +123,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     gateway = _gateway(root.node("gateway"), {m.name for m in models}, secret_names)
     monitoring = _monitoring(root.node("monitoring"))
     storage = _storage(root.node("storage"), secret_names)
+    jobs = _jobs(root.node("jobs"))
     root.done()
     if not pools and cluster.existing is None:
         raise ConfigError(f"{NAMESPACE}:pools: no GPU pool is defined; add at least one under `pools:`")
@@ -130,7 +131,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
         raise ConfigError(f"{NAMESPACE}:models: no model to serve; add at least one under `models:`")
     return StackConfig(stack=stack, environment=environment, region=region, network=network,
                        cluster=cluster, pools=pools, models=models, engines=engines, gateway=gateway,
-                       monitoring=monitoring, storage=storage, secret_keys=frozenset(secret_keys))
+                       monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys))
 
 
 def _unique(path: str, names: list[str]) -> None:
@@ -393,4 +394,28 @@ def _storage(node: Node, secret_names: frozenset[str]) -> StorageSpec:
         noncurrent_version_days=node.int("noncurrentVersionDays", 30, minimum=1),
         hf_token=_secret(node, "hfToken", secret_names))
     node.done()
+    return spec
+
+
+def _jobs(node: Node) -> JobsSpec:
+    spec = JobsSpec(
+        github_repo=node.str("githubRepo", pattern=r"[\w.-]+/[\w.-]+", hint="expected owner/name"),
+        github_oidc_provider_arn=node.str(
+            "githubOidcProviderArn", pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com",
+            hint="expected arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com"),
+        in_cluster=node.bool("inCluster", False),
+        image=node.str("image", pattern=r"\S+(:[\w.-]+|@sha256:[0-9a-f]{64})",
+                       hint="pin the image by tag or digest, e.g. ghcr.io/acme/llm-fleet-jobs:0.1.0"),
+        reconcile_cron=node.str("reconcileCron", "*/5 * * * *", pattern=CRON, hint="expected 5 cron fields"),
+        sweep_cron=node.str("sweepCron", "0 * * * *", pattern=CRON, hint="expected 5 cron fields"),
+        drain_timeout_seconds=node.int("drainTimeoutSeconds", 900, minimum=0, maximum=7200),
+        prometheus_url=node.str("prometheusUrl", pattern=r"https?://\S+", hint="expected an http(s) URL"))
+    node.done()
+    if spec.in_cluster and spec.image is None:
+        raise ConfigError(f"{node.sub('image')}: inCluster jobs need an image with llm-fleet installed "
+                          "(build Dockerfile.jobs and push it to your registry), pinned by tag or digest")
+    if spec.image is not None and spec.image.endswith(":latest"):
+        raise ConfigError(f"{node.sub('image')}: {spec.image!r} is not pinned; use a version tag or a digest")
+    if spec.github_oidc_provider_arn and not spec.github_repo:
+        raise ConfigError(f"{node.sub('githubRepo')}: the GitHub OIDC trust needs the repository (owner/name)")
     return spec

@@ -110,13 +110,15 @@ def resolve_model(spec: ModelSpec, catalog: Catalog,
 
 
 def _checkpoint_config(entry: CatalogModel, hf_id: str) -> dict[str, Any]:
-    """The catalog keeps one config; a checkpoint's own quantization overrides it."""
+    """The catalog keeps one config per model; the checkpoint's own quantization decides precision."""
     cfg = dict(entry.hf_config)
-    cfg.pop("quantization_config", None)
-    for ckpt in entry.checkpoints:
-        if ckpt.hf_id.lower() == hf_id.lower() and ckpt.quantization:
-            bits = 8 if ckpt.precision == "fp8" else 4
-            cfg["quantization_config"] = {"quant_method": ckpt.quantization, "bits": bits}
+    ckpt = next(c for c in entry.checkpoints if c.hf_id.lower() == hf_id.lower())
+    if ckpt.quantization_config:
+        cfg["quantization_config"] = dict(ckpt.quantization_config)
+    elif ckpt.quantization:
+        cfg["quantization_config"] = {"quant_method": ckpt.quantization, "bits": 8 if ckpt.precision == "fp8" else 4}
+    else:
+        cfg.pop("quantization_config", None)          # a BF16 checkpoint
     return cfg
 
 

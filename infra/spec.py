@@ -163,6 +163,19 @@ class StorageSpec:
 
 
 @dataclass(frozen=True)
+class JobsSpec:
+    """The scheduled cost jobs (`fleet reconcile`, `fleet sweep`) and where they run."""
+    github_repo: str | None                   # owner/name allowed to assume the jobs role via OIDC
+    github_oidc_provider_arn: str | None      # the account's GitHub OIDC provider (one per account)
+    in_cluster: bool                          # also run them as Kubernetes CronJobs on the system nodes
+    image: str | None                         # image with llm-fleet installed (required when in_cluster)
+    reconcile_cron: str
+    sweep_cron: str
+    drain_timeout_seconds: int
+    prometheus_url: str | None                # where the jobs read engine metrics
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     environment: str
@@ -175,6 +188,7 @@ class StackConfig:
     gateway: GatewaySpec
     monitoring: MonitoringSpec
     storage: StorageSpec
+    jobs: JobsSpec
     secret_keys: frozenset[str] = frozenset()  # config keys that hold Pulumi secrets
 
     def pool(self, name: str) -> PoolSpec:

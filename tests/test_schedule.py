@@ -95,8 +95,8 @@ def test_size_at_matches_the_local_clock(s, at):
     window = s.windows[0]
     local = at.astimezone(s.zone)
     inside = False
-    for back in (0, 1):                  # the pre-warm may begin on the previous local day
-        day = (local - timedelta(days=back)).date()
+    for ahead in (0, 1):                 # tomorrow's window may pre-warm today (00:00 start, 45 min lead)
+        day = (local + timedelta(days=ahead)).date()
         if day.weekday() not in window.days:
             continue
         begin = datetime.combine(day, window.start, tzinfo=s.zone) - timedelta(minutes=s.prewarm_minutes)

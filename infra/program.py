@@ -1,0 +1,79 @@
+"""The Pulumi program: StackConfig -> Plan -> components -> exports.
+
+The stack file is validated and every model sized before the first resource is registered, so a
+wrong stack file is refused with nothing made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra import names
+from infra.catalog import CatalogError
+from infra.config import load_from_pulumi
+from infra.hub import HubError
+from infra.plan import Plan, build_plan
+from infra.reader import ConfigError
+from infra.sizing import SizingError
+from infra.spec import StackConfig
+from infra.wiring import KubeTarget, WeightsSource
+
+
+def load(stack_dir: Path | None = None) -> tuple[StackConfig, Plan]:
+    """Config and plan, or a RunError (the engine prints its message without a traceback)."""
+    import os
+
+    if stack_dir is not None:
+        os.environ["LLMFLEET_STACK_DIR"] = str(stack_dir)
+    try:
+        cfg = load_from_pulumi()
+        return cfg, build_plan(cfg)
+    except (ConfigError, SizingError, CatalogError, HubError) as err:
+        raise pulumi.RunError(str(err)) from None
+
+
+def build(stack_dir: Path | None = None) -> None:
+    cfg, plan = load(stack_dir)
+    weights: WeightsSource | None = None
+    if cfg.cluster.existing is None:
+        from infra.cluster import Cluster
+        from infra.network import Network
+        from infra.nodepools import GpuNodePools
+        from infra.storage import WeightsStorage
+
+        account_id = aws.get_caller_identity().account_id
+        network = Network("network", cfg, plan)
+        cluster = Cluster("cluster", cfg, network)
+        kube = _kube_target(cfg, cluster.provider, managed=True, cluster_name=cluster.name)
+        pools = GpuNodePools("gpu", cfg, plan, cluster, network, kube)
+        storage = WeightsStorage("weights", cfg, plan, cluster, kube, account_id)
+        weights = storage.source
+        pulumi.export("clusterName", cluster.name)
+        pulumi.export("kubeconfig", cluster.kubeconfig)
+        pulumi.export("nodeGroups", {p: ng.node_group_name for p, ng in pools.node_groups.items()})
+        pulumi.export("weightsBucket", storage.bucket_name)
+    else:
+        from infra.existing import existing_provider
+
+        kube = _kube_target(cfg, existing_provider(cfg), managed=False, cluster_name=None)
+
+    from infra.serving import Serving
+
+    serving = Serving("serving", cfg, plan, kube, weights)
+    pulumi.export("gatewayUrl", serving.gateway_url)
+    pulumi.export("models", [m.name for m in cfg.models])
+    pulumi.export("monthlyUSD", round(plan.monthly_usd, 2))
+
+
+def _kube_target(cfg: StackConfig, provider: k8s.Provider, managed: bool,
+                 cluster_name: pulumi.Output[str] | None) -> KubeTarget:
+    ns = k8s.core.v1.Namespace(
+        "namespace",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=names.NAMESPACE, labels={"app.kubernetes.io/part-of": "llm-fleet"}),
+        opts=pulumi.ResourceOptions(provider=provider))
+    return KubeTarget(provider=provider, namespace=ns.metadata.name, namespace_resource=ns, managed=managed,
+                      cluster_name=cluster_name)

@@ -1,0 +1,186 @@
+"""Run the real Pulumi program offline under Pulumi's mocks runtime and record every resource.
+
+No credentials, no CLI, no network: the SDK's own mock monitor receives each registration; we answer
+with the inputs echoed plus the few outputs AWS would compute (ARNs, endpoints, OIDC issuer), and
+record (type, name, parent, inputs) with secrets masked. The same recorder feeds `fleet render`, the
+golden files and the program tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+MASK = "[secret]"
+ACCOUNT = "123456789012"
+PROJECT = "llm-fleet"
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return MASK
+        return {k: _mask(v) for k, v in sorted(value.items()) if not k.startswith("__")}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
+
+
+def _zone_prefix(region: str) -> str:
+    """us-east-1 -> use1, ap-northeast-1 -> apne1 (how AWS names AZ ids)."""
+    parts = region.split("-")
+    compass = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
+               "southeast": "se", "northwest": "nw", "southwest": "sw"}
+    return parts[0] + "".join(compass.get(p, p[:1]) for p in parts[1:-1]) + parts[-1]
+
+
+class Recorder:
+    """The Mocks implementation: deterministic ids and outputs, and a record of every registration."""
+
+    def __init__(self, region: str):
+        import pulumi
+
+        self.region = region
+        self.records: list[dict[str, Any]] = []
+        self.parents: dict[tuple[str, str], str] = {}
+        recorder = self
+
+        class _Mocks(pulumi.runtime.Mocks):
+            def new_resource(self, args):
+                return recorder.new_resource(args)
+
+            def call(self, args):
+                return recorder.call(args)
+
+        class _Monitor(pulumi.runtime.mocks.MockMonitor):
+            def RegisterResource(self, request):
+                recorder.parents[(request.type, request.name)] = request.parent
+                return super().RegisterResource(request)
+
+        self.mocks = _Mocks()
+        self.monitor = _Monitor(self.mocks)
+
+    # -- resources
+    def new_resource(self, args) -> tuple[str, dict]:
+        parent = self.parents.get((args.typ, args.name), "")
+        self.records.append({"type": args.typ, "name": args.name,
+                             "parent": parent.rsplit("::", 1)[-1] if parent else None,
+                             "inputs": _mask(args.inputs)})
+        state = dict(args.inputs)
+        state.update(self.outputs(args.typ, args.name, args.inputs))
+        return f"{args.name}-id", state
+
+    def outputs(self, typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        region, account = self.region, ACCOUNT
+        physical = inputs.get("name") or name
+        service = typ.split(":")[1].split("/")[0] if typ.startswith("aws:") else None
+        out: dict[str, Any] = {}
+        if service:
+            out["arn"] = f"arn:aws:{service}:{region}:{account}:{typ.rsplit(':', 1)[-1].lower()}/{physical}"
+        if typ == "aws:eks/cluster:Cluster":
+            out.update(endpoint=f"https://{physical}.mock.{region}.eks.amazonaws.com",
+                       certificateAuthority={"data": "bW9jay1jYQ=="},
+                       identities=[{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/MOCK{physical}"}]}],
+                       vpcConfig={**(inputs.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{physical}"},
+                       name=physical, version=inputs.get("version"))
+        elif typ in ("aws:iam/role:Role", "aws:iam/policy:Policy"):
+            kind = "role" if typ.endswith("Role") else "policy"
+            out.update(arn=f"arn:aws:iam::{account}:{kind}/{physical}", name=physical)
+        elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            url = str(inputs.get("url", "")).removeprefix("https://")
+            out.update(arn=f"arn:aws:iam::{account}:oidc-provider/{url}")
+        elif typ == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or name
+            out.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}", bucketRegionalDomainName=f"{bucket}.s3.amazonaws.com")
+        elif typ == "aws:kms/key:Key":
+            out.update(keyId=f"{name}-key-id", arn=f"arn:aws:kms:{region}:{account}:key/{name}-key-id")
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            out.update(latestVersion=1, defaultVersion=1)
+        elif typ == "aws:eks/nodeGroup:NodeGroup":
+            out.update(resources=[{"autoscalingGroups": [{"name": f"eks-{inputs.get('nodeGroupName', name)}-asg"}]}],
+                       status="ACTIVE")
+        elif typ == "aws:ec2/subnet:Subnet":
+            out.update(availabilityZoneId=inputs.get("availabilityZoneId") or f"{_zone_prefix(region)}-az1")
+        elif typ == "aws:acm/certificate:Certificate":
+            out.update(arn=f"arn:aws:acm:{region}:{account}:certificate/{name}")
+        return out
+
+    # -- invokes
+    def call(self, args) -> dict[str, Any]:
+        token = args.token
+        prefix = _zone_prefix(self.region)
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/mock", "userId": "MOCK", "id": ACCOUNT}
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region, "id": self.region,
+                    "endpoint": f"ec2.{self.region}.amazonaws.com", "description": self.region}
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws", "reverseDnsPrefix": "com.amazonaws"}
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            letters = "abcdef"
+            return {"names": [f"{self.region}{c}" for c in letters], "zoneIds": [f"{prefix}-az{i + 1}" for i in range(6)],
+                    "id": self.region, "groupNames": [self.region] * 6, "state": "available"}
+        if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            return {"arn": args.args.get("secretId"), "secretString": MASK, "id": "mock", "versionId": "v1"}
+        raise NotImplementedError(f"render has no mock for the invoke {token}; add one in scripts/render.py")
+
+
+def stack_config(path: Path) -> tuple[str, dict[str, str], list[str]]:
+    """A stack file as the engine hands it to the program: strings, JSON for objects; secrets masked."""
+    match = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", path.name)
+    stack = match.group(1) if match else path.stem
+    document = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        if isinstance(value, Mapping) and set(value) == {"secure"}:
+            values[key] = MASK
+            secret_keys.append(key)
+        elif isinstance(value, Mapping | list):
+            values[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        else:
+            values[key] = str(value)
+    return stack, values, secret_keys
+
+
+def render(path: Path) -> list[dict[str, Any]]:
+    """Run infra.program.build() for the stack file under mocks; the records, sorted for stable diffs."""
+    import pulumi
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    stack, values, secret_keys = stack_config(path)
+    recorder = Recorder(values.get("aws:region", "us-east-1"))
+    pulumi.runtime.set_mocks(recorder.mocks, project=PROJECT, stack=stack, preview=False, monitor=recorder.monitor)
+    pulumi.runtime.set_all_config(values, secret_keys)
+    from infra import program
+
+    pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
+    _sync_await(run_pulumi_func(lambda: program.build(stack_dir=path.parent)))
+    return sorted(recorder.records, key=lambda r: (r["type"], r["name"]))
+
+
+def to_tree(records: list[dict[str, Any]]) -> str:
+    """Readable: each component with its children indented, each line `type name`."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    names = {r["name"] for r in records}
+    for record in records:
+        parent = record["parent"] if record["parent"] in names else None
+        children.setdefault(parent, []).append(record)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for record in sorted(children.get(parent, []), key=lambda r: (r["name"], r["type"])):
+            lines.append(f"{'  ' * depth}{record['type']}  {record['name']}")
+            walk(record["name"], depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines) + "\n"

