@@ -401,7 +401,8 @@ def _jobs(node: Node) -> JobsSpec:
     spec = JobsSpec(
         github_repo=node.str("githubRepo", pattern=r"[\w.-]+/[\w.-]+", hint="expected owner/name"),
         github_oidc_provider_arn=node.str(
-            "githubOidcProviderArn", pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com",
+            "githubOidcProviderArn",
+            pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com",
             hint="expected arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com"),
         in_cluster=node.bool("inCluster", False),
         image=node.str("image", pattern=r"\S+(:[\w.-]+|@sha256:[0-9a-f]{64})",

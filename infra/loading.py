@@ -33,7 +33,8 @@ def estimate_load(weights_gb: float, method: str, shape: Any, nodes: int) -> Loa
     warm = r["warmupSeconds"]["large" if weights_gb >= 200 else "small"]
     if method == "nvme":
         fetch = weights_gb / r["s3DownloadGBps"]["value"] + weights_gb / r["nvmeReadGBps"]["value"]
-        basis = f"S3 -> NVMe at {r['s3DownloadGBps']['value']} GB/s, then NVMe read at {r['nvmeReadGBps']['value']} GB/s"
+        basis = (f"S3 -> NVMe at {r['s3DownloadGBps']['value']} GB/s, "
+                 f"then NVMe read at {r['nvmeReadGBps']['value']} GB/s")
     elif method == "runai-streamer":
         fetch = weights_gb / r["runaiStreamerGBps"]["value"]
         basis = f"streamed from S3 at {r['runaiStreamerGBps']['value']} GB/s"

@@ -285,8 +285,10 @@ def _misfit(spec: ModelSpec, pool: PoolSpec, shape: InstanceShape, arch: ModelAr
             lw = arch.weight_bytes(lower)
             if any(memory_for(arch, lw, shape, lay, util, kv_bytes).max_tokens >= need
                    for lay in candidate_layouts(arch, shape, spec.engine, spec.max_nodes_per_replica)):
-                ways.append(f"precision {lower} (~{lw / GB:,.0f} GB)")
-                break
+                way = _precision_way(lower, resolved, lw)
+                if way:
+                    ways.append(way)
+                    break
     if shape.efa_interfaces and spec.max_nodes_per_replica < 4:
         for nodes in range(spec.max_nodes_per_replica + 1, 5):
             lays = candidate_layouts(arch, shape, spec.engine, nodes)
@@ -300,3 +302,16 @@ def _misfit(spec: ModelSpec, pool: PoolSpec, shape: InstanceShape, arch: ModelAr
         if best >= MIN_CONTEXT:
             ways.append(f"maxContext <= {best // 1024 * 1024}")
     return head + ("; " + ", or ".join(ways) if ways else "; no catalog shape holds it on one node")
+
+
+def _precision_way(precision: str, resolved: ResolvedModel, weights: float) -> str | None:
+    """A lower precision is a way out only with a checkpoint to serve (FP8 also works online from BF16)."""
+    if resolved.entry is None:
+        return (f"precision {precision} (~{weights / GB:,.0f} GB"
+                + (", with an AWQ/GPTQ 4-bit checkpoint)" if precision == "int4" else ")"))
+    known = [c.hf_id for c in resolved.entry.checkpoints if c.precision == precision]
+    if known:
+        return f"precision {precision} with source {known[0]} (~{weights / GB:,.0f} GB)"
+    if precision == "fp8":
+        return f"precision fp8 (online quantization, ~{weights / GB:,.0f} GB)"
+    return None

@@ -97,7 +97,8 @@ class Recorder:
             out.update(arn=f"arn:aws:iam::{account}:oidc-provider/{url}")
         elif typ == "aws:s3/bucket:Bucket":
             bucket = inputs.get("bucket") or name
-            out.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}", bucketRegionalDomainName=f"{bucket}.s3.amazonaws.com")
+            out.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}",
+                       bucketRegionalDomainName=f"{bucket}.s3.amazonaws.com")
         elif typ == "aws:kms/key:Key":
             out.update(keyId=f"{name}-key-id", arn=f"arn:aws:kms:{region}:{account}:key/{name}-key-id")
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -124,7 +125,8 @@ class Recorder:
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws", "reverseDnsPrefix": "com.amazonaws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             letters = "abcdef"
-            return {"names": [f"{self.region}{c}" for c in letters], "zoneIds": [f"{prefix}-az{i + 1}" for i in range(6)],
+            return {"names": [f"{self.region}{c}" for c in letters],
+                    "zoneIds": [f"{prefix}-az{i + 1}" for i in range(6)],
                     "id": self.region, "groupNames": [self.region] * 6, "state": "available"}
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
             return {"arn": args.args.get("secretId"), "secretString": MASK, "id": "mock", "versionId": "v1"}

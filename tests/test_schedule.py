@@ -85,7 +85,8 @@ def schedules(draw):
     start_h = draw(st.integers(0, 20))
     end_h = draw(st.integers(start_h + 1, 24))
     days = draw(st.sampled_from(["mon-fri", "sat,sun", "daily", "tue", "mon,wed,fri"]))
-    return schedule([{"days": days, "start": f"{start_h:02d}:00", "end": f"{end_h:02d}:00", "size": draw(st.integers(1, 4))}],
+    window = {"days": days, "start": f"{start_h:02d}:00", "end": f"{end_h:02d}:00", "size": draw(st.integers(1, 4))}
+    return schedule([window],
                     zone=draw(zones), prewarm=draw(st.sampled_from([0, 15, 45, 90])), off=draw(st.integers(0, 1)))
 
 
@@ -101,7 +102,8 @@ def test_size_at_matches_the_local_clock(s, at):
             continue
         begin = datetime.combine(day, window.start, tzinfo=s.zone) - timedelta(minutes=s.prewarm_minutes)
         end = (datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=s.zone)
-               if window.end.hour == 23 and window.end.minute == 59 else datetime.combine(day, window.end, tzinfo=s.zone))
+               if window.end.hour == 23 and window.end.minute == 59
+               else datetime.combine(day, window.end, tzinfo=s.zone))
         inside |= begin.astimezone(UTC) <= at < end.astimezone(UTC)
     assert size_at(s, at)[0] == (max(window.size, s.off_size) if inside else s.off_size)
 
