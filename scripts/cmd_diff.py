@@ -1,0 +1,158 @@
+"""Compare this checkout with another git ref for one stack: resources added / changed / removed
+(from `fleet render`) and the monthly cost delta per pool (from `fleet plan`), as Markdown fit for a
+PR comment. The base ref is rendered with its own code (git archive into a temporary directory)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from scripts.common import REPO_ROOT, UserError, add_stack_args, stack_path
+
+HELP = "resource and cost diff of this checkout against a git ref, as Markdown"
+MAX_ROWS = 60
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_stack_args(parser)
+    parser.add_argument("--base", metavar="REF", required=True, help="git ref to compare with, e.g. origin/main")
+    parser.add_argument("--json", action="store_true", help="print the diff as JSON instead of Markdown")
+
+
+# ---------------------------------------------------------------------------------------------- pure
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    if isinstance(value, list):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{i}]"))
+        return out or {prefix: []}
+    return {prefix: value}
+
+
+def diff_records(base: list[dict], head: list[dict]) -> dict[str, list[dict]]:
+    """Resources keyed by (type, name): added, removed, and changed with the input paths that moved."""
+    a = {(r["type"], r["name"]): r for r in base}
+    b = {(r["type"], r["name"]): r for r in head}
+    changed = []
+    for key in sorted(a.keys() & b.keys()):
+        fa, fb = _flatten(a[key]["inputs"]), _flatten(b[key]["inputs"])
+        paths = sorted(p for p in fa.keys() | fb.keys() if fa.get(p, "<unset>") != fb.get(p, "<unset>"))
+        if paths:
+            changed.append({"type": key[0], "name": key[1],
+                            "changes": [{"path": p, "from": fa.get(p), "to": fb.get(p)} for p in paths]})
+    return {"added": [{"type": t, "name": n} for t, n in sorted(b.keys() - a.keys())],
+            "removed": [{"type": t, "name": n} for t, n in sorted(a.keys() - b.keys())],
+            "changed": changed}
+
+
+def cost_delta(base: dict | None, head: dict) -> dict[str, Any]:
+    """Monthly USD per pool, before and after; a pool missing on one side counts as 0."""
+    before = {p["name"]: p["monthlyUSD"] for p in (base or {}).get("pools", [])}
+    after = {p["name"]: p["monthlyUSD"] for p in head.get("pools", [])}
+    pools = [{"pool": n, "before": before.get(n, 0.0), "after": after.get(n, 0.0),
+              "delta": round(after.get(n, 0.0) - before.get(n, 0.0), 2)} for n in sorted(before.keys() | after.keys())]
+    total_before = (base or {}).get("monthlyUSD", 0.0)
+    return {"pools": pools, "before": total_before, "after": head["monthlyUSD"],
+            "delta": round(head["monthlyUSD"] - total_before, 2)}
+
+
+def _usd(value: float, signed: bool = False) -> str:
+    return f"{'+' if signed and value > 0 else '-' if value < 0 else ''}${abs(value):,.2f}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return (text[:57] + "...") if len(text) > 60 else text
+
+
+def to_markdown(stack: str, base_ref: str, resources: dict[str, list[dict]], cost: dict[str, Any]) -> str:
+    lines = [f"### llm-fleet `{stack}`: this PR vs `{base_ref}`", "",
+             f"**Monthly cost:** {_usd(cost['before'])} -> {_usd(cost['after'])} "
+             f"(**{_usd(cost['delta'], signed=True)}**/month)", "",
+             "| pool | before | after | delta |", "|---|---:|---:|---:|"]
+    lines += [f"| {p['pool']} | {_usd(p['before'])} | {_usd(p['after'])} | {_usd(p['delta'], signed=True)} |"
+              for p in cost["pools"]]
+    counts = {k: len(v) for k, v in resources.items()}
+    lines += ["", f"**Resources:** {counts['added']} to add, {counts['changed']} to change, "
+                  f"{counts['removed']} to remove", ""]
+    rows = 0
+    for kind, mark in (("removed", "-"), ("added", "+"), ("changed", "~")):
+        for item in resources[kind]:
+            if rows >= MAX_ROWS:
+                break
+            lines.append(f"- `{mark}` `{item['type']}` **{item['name']}**")
+            for change in item.get("changes", [])[:8]:
+                lines.append(f"  - `{change['path']}`: `{_short(change['from'])}` -> `{_short(change['to'])}`")
+            if len(item.get("changes", [])) > 8:
+                lines.append(f"  - ... and {len(item['changes']) - 8} more inputs")
+            rows += 1
+    total = sum(counts.values())
+    if total > rows:
+        lines.append(f"- ... and {total - rows} more (run `fleet diff --stack {stack} --base {base_ref}` locally)")
+    if total == 0:
+        lines.append("No resource changes.")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- git + runs
+
+def _git(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(REPO_ROOT), *argv], capture_output=True, text=True, timeout=120)
+
+
+def _fleet_json(code_dir: Path, stack_file: Path, command: str) -> Any:
+    env = {**os.environ, "PYTHONPATH": str(code_dir)}
+    proc = subprocess.run([sys.executable, "-m", "scripts.fleet", command, "--stack-file", str(stack_file), "--json"],
+                          cwd=code_dir, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise UserError(f"`fleet {command}` failed at the base ref: {proc.stderr.strip().splitlines()[-1:] or '?'}")
+    return json.loads(proc.stdout)
+
+
+def base_outputs(base_ref: str, stack_file: Path) -> tuple[list[dict], dict | None]:
+    """Render and plan the stack with the base ref's own code; a stack new in this PR has an empty base."""
+    if _git("rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}").returncode != 0:
+        raise UserError(f"--base {base_ref}: not a commit in this repository (fetch it first: git fetch origin)")
+    relative = stack_file.resolve().relative_to(REPO_ROOT) if stack_file.resolve().is_relative_to(REPO_ROOT) else None
+    with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", base_ref],
+                                 capture_output=True, timeout=120)
+        if archive.returncode != 0:
+            raise UserError(f"--base {base_ref}: git archive failed: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, timeout=120)
+        base_stack = Path(tmp) / relative if relative is not None else None
+        if base_stack is None or not base_stack.is_file():
+            return [], None
+        return _fleet_json(Path(tmp), base_stack, "render"), _fleet_json(Path(tmp), base_stack, "plan")
+
+
+def run(args: argparse.Namespace) -> int:
+    from infra.plan import build_plan
+    from scripts.cmd_render import render_records
+    from scripts.common import load_stack
+
+    path = stack_path(args)
+    head_plan = build_plan(load_stack(args)).to_json()
+    head_records = render_records(args)
+    base_records, base_plan = base_outputs(args.base, path)
+    resources = diff_records(base_records, head_records)
+    cost = cost_delta(base_plan, head_plan)
+    if args.json:
+        json.dump({"stack": head_plan["stack"], "base": args.base, "resources": resources, "cost": cost},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(to_markdown(head_plan["stack"], args.base, resources, cost))
+    return 0

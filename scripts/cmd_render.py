@@ -1,0 +1,44 @@
+"""Run the real Pulumi program offline under Pulumi's mocks runtime and print every resource it
+registers: a readable tree, or with --json one JSON array of {type, name, parent, inputs} (the
+inputs as the engine receives them, camelCase, secrets masked). No credentials, no Pulumi CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from infra.plan import build_plan
+from scripts.common import UserError, add_stack_args, load_stack, stack_path
+
+HELP = "print every resource the program would create (offline, deterministic)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_stack_args(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON array")
+
+
+def render_records(args: argparse.Namespace) -> list[dict]:
+    """Validate and plan first (the same message as `fleet plan`), then run the program under mocks."""
+    import pulumi
+
+    from scripts.render import render
+
+    build_plan(load_stack(args))
+    try:
+        return render(stack_path(args))
+    except pulumi.RunError as err:
+        raise UserError(str(err)) from None
+
+
+def dumps(records: list[dict]) -> str:
+    return json.dumps(records, indent=1, sort_keys=True) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from scripts.render import to_tree
+
+    records = render_records(args)
+    sys.stdout.write(dumps(records) if args.json else to_tree(records))
+    return 0

@@ -1,0 +1,58 @@
+"""`fleet diff`'s pure parts: resource diff by (type, name) with changed input paths, cost delta, Markdown."""
+
+from __future__ import annotations
+
+from scripts.cmd_diff import MAX_ROWS, cost_delta, diff_records, to_markdown
+
+NG = "aws:eks/nodeGroup:NodeGroup"
+
+
+def rec(name, typ=NG, **inputs):
+    return {"type": typ, "name": name, "parent": None, "inputs": inputs}
+
+
+def test_added_removed_changed_with_paths():
+    base = [rec("a", scalingConfig={"maxSize": 2, "minSize": 0}, instanceTypes=["p5en.48xlarge"]), rec("gone")]
+    head = [rec("a", scalingConfig={"maxSize": 4, "minSize": 0}, instanceTypes=["p5en.48xlarge", "p5e.48xlarge"]),
+            rec("new")]
+    d = diff_records(base, head)
+    assert d["added"] == [{"type": NG, "name": "new"}] and d["removed"] == [{"type": NG, "name": "gone"}]
+    (changed,) = d["changed"]
+    assert [c["path"] for c in changed["changes"]] == ["instanceTypes[1]", "scalingConfig.maxSize"]
+    assert changed["changes"][1] == {"path": "scalingConfig.maxSize", "from": 2, "to": 4}
+
+
+def test_identical_renders_have_no_diff():
+    records = [rec("a", tags={"x": "1"}), rec("b", typ="kubernetes:apps/v1:Deployment", spec={"replicas": 1})]
+    assert diff_records(records, list(reversed(records))) == {"added": [], "removed": [], "changed": []}
+
+
+def test_same_name_different_type_is_two_resources():
+    d = diff_records([rec("x")], [rec("x", typ="aws:iam/role:Role")])
+    assert len(d["added"]) == 1 and len(d["removed"]) == 1
+
+
+def test_cost_delta_per_pool_and_new_stack():
+    base = {"monthlyUSD": 100.0, "pools": [{"name": "a", "monthlyUSD": 100.0}]}
+    head = {"monthlyUSD": 250.0, "pools": [{"name": "a", "monthlyUSD": 50.0}, {"name": "b", "monthlyUSD": 200.0}]}
+    c = cost_delta(base, head)
+    assert c["delta"] == 150.0
+    assert {p["pool"]: p["delta"] for p in c["pools"]} == {"a": -50.0, "b": 200.0}
+    assert cost_delta(None, head)["before"] == 0.0 and cost_delta(None, head)["delta"] == 250.0
+
+
+def test_markdown_names_the_cost_and_every_change():
+    d = diff_records([rec("a", scalingConfig={"maxSize": 2})], [rec("a", scalingConfig={"maxSize": 4}), rec("b")])
+    c = cost_delta({"monthlyUSD": 10.0, "pools": [{"name": "a", "monthlyUSD": 10.0}]},
+                   {"monthlyUSD": 1010.5, "pools": [{"name": "a", "monthlyUSD": 1010.5}]})
+    md = to_markdown("prod", "origin/main", d, c)
+    assert "$10.00 -> $1,010.50 (**+$1,000.50**/month)" in md
+    assert "| a | $10.00 | $1,010.50 | +$1,000.50 |" in md
+    assert "1 to add, 1 to change, 0 to remove" in md
+    assert "`scalingConfig.maxSize`: `2` -> `4`" in md and "`+` `aws:eks/nodeGroup:NodeGroup` **b**" in md
+
+
+def test_markdown_is_bounded_for_huge_diffs():
+    head = [rec(f"r{i}") for i in range(MAX_ROWS + 25)]
+    md = to_markdown("dev", "main", diff_records([], head), cost_delta(None, {"monthlyUSD": 0.0, "pools": []}))
+    assert md.count("\n- `+`") == MAX_ROWS and "... and 25 more" in md
