@@ -341,8 +341,9 @@ def _gateway(node: Node, models: set[str], secret_names: frozenset[str]) -> Gate
                                              _secret(fb, "apiKey", secret_names, required=True),
                                              fb.str("apiBase", pattern=r"https://\S+", hint="expected an https URL"))
         fb.done()
-        if provider == "openai-compatible" and fallbacks[str(model)].api_base is None:
-            raise ConfigError(f"{fb.sub('apiBase')}: an openai-compatible fallback needs apiBase")
+        if provider in ("openai-compatible", "zai") and fallbacks[str(model)].api_base is None:
+            raise ConfigError(f"{fb.sub('apiBase')}: a {provider} fallback needs apiBase (the provider's "
+                              "OpenAI-compatible base URL, e.g. https://api.z.ai/api/paas/v4)")
     fb_node.done()
     teams = []
     for item in node.items("teams"):

@@ -9,6 +9,7 @@ upstream served a call. Stdlib only; one thread per connection.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ CONTENT_PARTS = ("Hello", " from", " upstream")
 class Seen:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
     body: dict | None
 
 
@@ -33,6 +34,10 @@ class Upstream:
     name: str
     served_model: str
     chunk_delay_seconds: float = 0.05
+    # "ok" answers; "unavailable" answers 503 like an engine still loading; "hang" waits
+    # hang_seconds before answering, like an overloaded engine.
+    mode: str = "ok"
+    hang_seconds: float = 5.0
     requests: list[Seen] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -48,22 +53,24 @@ class Upstream:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def chat_requests(self) -> list[Seen]:
+        """Chat requests seen so far, oldest first."""
         with self._lock:
             return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
     def start(self) -> Upstream:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"upstream-{self.name}")
         self._thread.daemon = True
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Close the listening socket: later connections are refused, like a Service with no pods."""
+        """Close the listening socket and every open connection, like a Service whose pods are
+        gone: kept-alive connections die and new ones are refused."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -72,11 +79,40 @@ class Upstream:
             self.requests.append(seen)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+
 def _handler_for(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: object) -> None:
             pass  # keep test output quiet
 
         def _body(self) -> dict | None:
@@ -93,8 +129,8 @@ def _handler_for(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-            upstream._record(Seen("GET", self.path, dict(self.headers), None))
+        def do_GET(self) -> None:
+            upstream._record(Seen("GET", self.path, _lower(self.headers), None))
             if self.path.rstrip("/").endswith("/models"):
                 self._send_json(200, {
                     "object": "list",
@@ -103,17 +139,25 @@ def _handler_for(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        def do_POST(self) -> None:
             body = self._body()
-            upstream._record(Seen("POST", self.path, dict(self.headers), body))
+            upstream._record(Seen("POST", self.path, _lower(self.headers), body))
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                 return
             body = body or {}
-            if body.get("stream"):
-                self._stream(body)
-            else:
-                self._send_json(200, _completion(upstream, body))
+            try:
+                if upstream.mode == "unavailable":
+                    self._send_json(503, {"error": {"message": f"{upstream.name} is loading"}})
+                    return
+                if upstream.mode == "hang":
+                    time.sleep(upstream.hang_seconds)
+                if body.get("stream"):
+                    self._stream(body)
+                else:
+                    self._send_json(200, _completion(upstream, body))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client (the proxy) gave up on us: expected in timeout cases
 
         def _stream(self, body: dict) -> None:
             self.send_response(200)
@@ -130,6 +174,10 @@ def _handler_for(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
     return Handler
+
+
+def _lower(headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 def _completion(upstream: Upstream, body: dict) -> dict:
