@@ -16,6 +16,13 @@ from scripts.common import run_command
 # name -> module under scripts/ exposing add_arguments(parser), run(args) and HELP
 COMMANDS = {
     "plan": "scripts.cmd_plan",
+    "render": "scripts.cmd_render",
+    "diff": "scripts.cmd_diff",
+    "status": "scripts.cmd_status",
+    "scale": "scripts.cmd_scale",
+    "reconcile": "scripts.cmd_reconcile",
+    "capacity": "scripts.cmd_capacity",
+    "sweep": "scripts.cmd_sweep",
 }
 USER_ERRORS = (ConfigError, SizingError, CatalogError, HubError)
 

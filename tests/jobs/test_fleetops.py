@@ -1,0 +1,325 @@
+"""The pure decisions: targets, overrides, actions, sweep and capacity spans (no AWS)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra import fleetops as ops
+from infra.fleetops import (
+    TAG_BY,
+    TAG_SIZE,
+    TAG_UNTIL,
+    Activity,
+    NodeGroup,
+    Offering,
+    Override,
+    Price,
+    Reservation,
+    Scaling,
+)
+from infra.schedule import Schedule, Window, intervals
+from infra.spec import PoolSpec
+
+MON_FRI = (0, 1, 2, 3, 4)
+
+
+def schedule(zone="Europe/London", start=time(9), end=time(18), size=2, off=0, prewarm=30, days=MON_FRI):
+    return Schedule(zone, (Window(days, start, end, size),), off, prewarm)
+
+
+def pool(name="p", min_size=0, max_size=2, desired=0, sched=None, capacity="on-demand", idle=None):
+    return PoolSpec(name=name, instance_types=("p5en.48xlarge",), capacity=capacity, min_size=min_size,
+                    max_size=max_size, desired_size=desired, schedule=sched, az_ids=(),
+                    ami_type="AL2023_x86_64_NVIDIA", capacity_reservation_id=None, disk_gb=300,
+                    idle_minutes=idle)
+
+
+def group(p: PoolSpec, scaling: Scaling, tags=None, status="ACTIVE", modified=None) -> NodeGroup:
+    return NodeGroup(p.name, f"ng-{p.name}", f"arn:ng/{p.name}", status, scaling, dict(tags or {}), modified)
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------------------------ overrides
+
+def test_override_tags_round_trip_and_unreadable_ones_are_flagged():
+    o = Override(2, utc(2026, 3, 30, 22), "ops@host")
+    assert ops.read_override(o.tags()) == (o, None)
+    assert ops.read_override({}) == (None, None)
+    found, problem = ops.read_override({TAG_SIZE: "two", TAG_UNTIL: "2026-03-30T22:00:00Z"})
+    assert found is None and "unreadable" in problem
+    found, problem = ops.read_override({TAG_SIZE: "1", TAG_UNTIL: "2026-03-30T22:00:00"})   # no zone
+    assert found is None and problem
+
+
+def test_check_override_bounds_and_expiry():
+    p = pool(min_size=1, max_size=3)
+    at = utc(2026, 3, 30, 12)
+    ops.check_override(p, 3, at + timedelta(hours=1), at)
+    with pytest.raises(ValueError, match="outside pool p's bounds 1..3"):
+        ops.check_override(p, 0, at + timedelta(hours=1), at)
+    with pytest.raises(ValueError, match="not in the future"):
+        ops.check_override(p, 2, at, at)
+    with pytest.raises(ValueError, match="more than 7 days"):
+        ops.check_override(p, 2, at + timedelta(days=8), at)
+    # a scheduled pool may be held at its off-window size even below minSize
+    ops.check_override(pool(min_size=1, sched=schedule(off=0)), 0, at + timedelta(hours=1), at)
+
+
+# ------------------------------------------------------------------------------------------------ targets
+
+@pytest.mark.parametrize("at, size, why", [
+    (utc(2026, 3, 30, 7, 0), 0, "outside windows"),           # 08:00 BST, before the 08:30 pre-warm
+    (utc(2026, 3, 30, 7, 45), 2, "pre-warm"),                 # 08:45 BST
+    (utc(2026, 3, 30, 12, 0), 2, "window 09:00-18:00"),
+    (utc(2026, 3, 30, 17, 0), 0, "outside windows"),          # 18:00 BST: the window has ended
+    (utc(2026, 3, 27, 7, 45), 0, "outside windows"),          # Friday before the DST change: 07:45 GMT
+    (utc(2026, 3, 27, 8, 45), 2, "pre-warm"),                 # 08:45 GMT
+])
+def test_scheduled_target_pins_min_and_desired_keeps_max(at, size, why):
+    p = pool(max_size=2, sched=schedule())
+    goal = ops.target(p, at, Scaling(0, 2, 0), {})
+    assert goal.scaling == Scaling(size, 2, size)
+    assert why in goal.reason and not goal.clear_override
+
+
+def test_off_window_keeps_max_at_least_one():
+    p = pool(max_size=1, sched=schedule(size=1))
+    assert ops.target(p, utc(2026, 3, 29, 12), Scaling(1, 1, 1), {}).scaling == Scaling(0, 1, 0)
+
+
+def test_active_override_wins_expired_one_is_cleared():
+    p = pool(max_size=2, sched=schedule())
+    night = utc(2026, 3, 30, 21)                                 # outside the window
+    tags = Override(1, utc(2026, 3, 30, 23), "ops").tags()
+    active = ops.target(p, night, Scaling(0, 2, 0), tags)
+    assert active.scaling == Scaling(1, 2, 1) and "override 1" in active.reason and not active.clear_override
+    expired = ops.target(p, utc(2026, 3, 31, 0), Scaling(1, 2, 1), tags)
+    assert expired.scaling == Scaling(0, 2, 0) and expired.clear_override and "expired" in expired.reason
+
+
+def test_unscheduled_pool_leaves_desired_to_the_autoscaler_but_repairs_min_max():
+    p = pool(min_size=1, max_size=3, desired=1)
+    assert ops.target(p, utc(2026, 3, 30, 12), Scaling(1, 3, 2), {}).scaling == Scaling(1, 3, 2)
+    assert ops.target(p, utc(2026, 3, 30, 12), Scaling(0, 5, 0), {}).scaling == Scaling(1, 3, 1)
+    expired = Override(3, utc(2026, 3, 30, 11), "ops").tags()
+    back = ops.target(p, utc(2026, 3, 30, 12), Scaling(1, 3, 3), expired)
+    assert back.scaling == Scaling(1, 3, 1) and back.clear_override
+
+
+zones = st.sampled_from(["Europe/London", "Asia/Shanghai", "America/New_York", "UTC", "Australia/Sydney"])
+instants = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC))
+
+
+@st.composite
+def pools(draw):
+    max_size = draw(st.integers(1, 8))
+    min_size = draw(st.integers(0, max_size))
+    desired = draw(st.integers(min_size, max_size))
+    sched = None
+    if draw(st.booleans()):
+        start = draw(st.integers(0, 22))
+        end = draw(st.integers(start + 1, 24))
+        sched = schedule(zone=draw(zones), start=time(start), end=time.max if end == 24 else time(end),
+                         size=draw(st.integers(0, max_size)), off=draw(st.integers(0, max_size)),
+                         prewarm=draw(st.integers(0, 120)),
+                         days=tuple(sorted(draw(st.sets(st.integers(0, 6), min_size=1)))))
+    return pool(min_size=min_size, max_size=max_size, desired=desired, sched=sched)
+
+
+@st.composite
+def tag_sets(draw, at):
+    kind = draw(st.sampled_from(["none", "active", "expired", "garbage"]))
+    if kind == "none":
+        return {}
+    if kind == "garbage":
+        return {TAG_SIZE: draw(st.sampled_from(["x", "-1", ""])), TAG_BY: "ops"}
+    delta = timedelta(minutes=draw(st.integers(1, 60 * 24 * 6)))
+    return Override(draw(st.integers(0, 10)), at + delta if kind == "active" else at - delta, "ops").tags()
+
+
+@settings(max_examples=300, deadline=None)
+@given(p=pools(), at=instants, current=st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 9)),
+       data=st.data())
+def test_targets_are_valid_and_reconcile_converges(p, at, current, data):
+    tags = data.draw(tag_sets(at))
+    now = Scaling(*current)
+    goal = ops.target(p, at, now, tags)
+    s = goal.scaling
+    assert 0 <= s.min_size <= s.desired <= s.max_size and s.max_size >= 1       # EKS accepts it
+    assert s.desired <= p.max_size
+    override, _ = ops.read_override(tags)
+    if override is not None and override.active(at):
+        low, high = ops.override_bounds(p)
+        assert s.desired == min(max(override.size, low), high)
+    elif p.schedule is not None:
+        assert s.desired == ops.size_at(p.schedule, at)[0] and s.min_size == s.desired
+    # apply the action, then plan again at the same instant: nothing left to do
+    g = group(p, now, tags)
+    action = ops._action(p, g, goal, None)
+    if action is not None:
+        left = {k: v for k, v in tags.items() if k not in action.remove_tags}
+        g = group(p, action.scaling or now, left)
+    assert ops._action(p, g, ops.target(p, at, g.scaling, g.tags), None) is None
+
+
+# ------------------------------------------------------------------------------------------------ actions
+
+def test_plan_reconcile_changes_only_what_differs_and_skips_busy_groups(cfg):
+    at = utc(2026, 3, 30, 12)                                     # Monday, inside the peak window
+    groups = {
+        "peak": group(cfg.pool("peak"), Scaling(0, 2, 0)),
+        "base": group(cfg.pool("base"), Scaling(1, 3, 2)),        # autoscaler's choice: left alone
+        "burst": group(cfg.pool("burst"), Scaling(0, 2, 0)),
+        "block": group(cfg.pool("block"), Scaling(1, 1, 1), status="UPDATING"),
+    }
+    prices = {"peak": Price(63.296, 63.296)}
+    actions = {a.pool: a for a in ops.plan_reconcile(cfg, at, groups, prices)}
+    assert set(actions) == {"peak", "block"}
+    assert actions["peak"].kind == "scale" and actions["peak"].scaling == Scaling(2, 2, 2)
+    assert actions["peak"].hourly_saving_usd == pytest.approx(-2 * 63.296)
+    # Shanghai 09:00-19:00 is 01:00-11:00 UTC: at 12:00 UTC the block pool is off, and it is UPDATING
+    assert actions["block"].kind == "skip" and actions["block"].scaling is None
+    record = actions["peak"].record()
+    assert (record["from"], record["to"], record["scaling"]) == (0, 2, {"min": 2, "max": 2, "desired": 2})
+
+
+def test_a_degraded_group_can_still_be_resized():
+    # a group that could not get capacity stays DEGRADED; scaling it down must still work
+    # (aws/containers-roadmap#2326: a failed scale-out leaves the group DEGRADED)
+    p = pool(sched=schedule())
+    a = ops._action(p, group(p, Scaling(2, 2, 2), status="DEGRADED"),
+                    ops.target(p, utc(2026, 3, 29, 12), Scaling(2, 2, 2), {}), None)
+    assert a.kind == "scale" and a.scaling == Scaling(0, 2, 0)
+
+
+def test_hold_changes_nothing():
+    p = pool(sched=schedule())
+    a = ops._action(p, group(p, Scaling(2, 2, 2), Override(2, utc(2026, 1, 1), "x").tags()),
+                    ops.Target(Scaling(0, 2, 0), "outside windows", True), Price(10, 10))
+    assert a.scale_down and a.changes and a.hourly_saving_usd == 20
+    held = ops.hold(a, "3 requests in flight")
+    assert held.kind == "hold" and not held.changes and held.scaling is None and held.remove_tags == ()
+    assert "not scaled down: 3 requests in flight" in held.reason
+
+
+def test_plan_override_sets_tags_and_scaling_and_is_stable():
+    p = pool(max_size=2, sched=schedule())
+    at = utc(2026, 3, 30, 21)
+    o = Override(2, at + timedelta(hours=3), "ops")
+    action = ops.plan_override(p, at, group(p, Scaling(0, 2, 0)), o)
+    assert action.kind == "scale" and action.scaling == Scaling(2, 2, 2) and action.set_tags == o.tags()
+    assert ops.plan_override(p, at, group(p, Scaling(2, 2, 2), o.tags()), o) is None
+
+
+# ------------------------------------------------------------------------------------------------ sweep
+
+def test_sweep_dev_off_window_idle_pools_and_spot_fallback(cfg):
+    dev = dataclasses.replace(cfg, environment="dev")
+    sunday = utc(2026, 3, 29, 12)
+    long_ago = sunday - timedelta(days=1)
+    groups = {
+        "peak": group(cfg.pool("peak"), Scaling(1, 2, 1), modified=long_ago),         # drifted off-window
+        "base": group(cfg.pool("base"), Scaling(1, 3, 1), modified=long_ago),
+        "burst": group(cfg.pool("burst"), Scaling(0, 2, 2), modified=long_ago),
+        "block": group(cfg.pool("block"), Scaling(1, 1, 1), Override(1, sunday + timedelta(hours=2),
+                                                                     "ops").tags(), modified=long_ago),
+    }
+    prices = {"peak": Price(63.0, 63.0), "burst": Price(1.0, 0.4)}
+    actions = ops.plan_sweep(dev, sunday, groups, {"burst": Activity(0, 0)}, {"burst": 1}, prices)
+    by = {(a.pool, a.kind): a for a in actions}
+    assert by[("peak", "scale")].scaling == Scaling(0, 2, 0) and by[("peak", "scale")].hourly_saving_usd == 63
+    assert by[("burst", "scale")].scaling == Scaling(0, 2, 0) and "idle" in by[("burst", "scale")].reason
+    assert by[("burst", "note")].hourly_saving_usd == pytest.approx(0.6)      # 1 node x (1.0 - 0.4)
+    assert not any(a.pool == "block" for a in actions)                          # operator override kept
+    assert not any(a.pool == "base" for a in actions)
+
+
+def test_idle_scheduled_pool_gets_a_sweep_override_until_the_window_ends(cfg):
+    p = dataclasses.replace(cfg.pool("peak"), idle_minutes=30)
+    at = utc(2026, 3, 30, 12)                                                 # in window, BST
+    g = group(p, Scaling(2, 2, 2), modified=at - timedelta(hours=2))
+    action = ops._idle(p, at, g, Activity(0, 0), None)
+    assert action.scaling == Scaling(0, 2, 0) and action.set_tags[TAG_BY] == ops.SWEEP_BY
+    assert action.set_tags[TAG_UNTIL] == "2026-03-30T17:00:00Z"               # 18:00 BST
+    # reconcile then keeps it: nothing to do while the sweep override holds
+    kept = group(p, Scaling(0, 2, 0), action.set_tags)
+    assert ops._action(p, kept, ops.target(p, at + timedelta(hours=1), kept.scaling, kept.tags), None) is None
+
+
+def test_idle_needs_history_and_metrics(cfg):
+    p = cfg.pool("burst")
+    at = utc(2026, 3, 30, 12)
+    recent = group(p, Scaling(0, 2, 1), modified=at - timedelta(minutes=10))
+    assert ops._idle(p, at, recent, Activity(0, 0), None) is None            # resized 10 min ago
+    old = group(p, Scaling(0, 2, 1), modified=at - timedelta(hours=3))
+    assert ops._idle(p, at, old, Activity(1, 0), None) is None               # a request in flight
+    assert ops._idle(p, at, old, Activity(0, 5), None) is None               # requests finished lately
+    note = ops._idle(p, at, old, Activity(None, None), None)
+    assert note.kind == "note" and "cannot tell" in note.reason and not note.changes
+
+
+# ------------------------------------------------------------------------------------------------ capacity
+
+def test_shanghai_business_days_fit_one_block_per_week():
+    p = pool(max_size=1, sched=schedule("Asia/Shanghai", time(9), time(19), size=1, prewarm=45),
+             capacity="capacity-block")
+    spans = ops.capacity_spans(p, utc(2026, 3, 28), utc(2026, 4, 11))      # Sat -> two weeks
+    assert [(s.start, s.end, s.hours, s.count) for s in spans] == [
+        (utc(2026, 3, 29, 11, 30), utc(2026, 4, 3, 11, 30), 120, 1),     # Sun 11:30 -> Fri 11:30 UTC
+        (utc(2026, 4, 5, 11, 30), utc(2026, 4, 10, 11, 30), 120, 1),
+    ]
+    assert spans[0].need_start == utc(2026, 3, 30, 0, 15) and spans[0].need_end == utc(2026, 4, 3, 11)
+
+
+def test_a_window_across_1130_utc_needs_two_days():
+    p = pool(sched=schedule("Europe/London", time(8), time(19), size=2, prewarm=0, days=(2,)))
+    [span] = ops.capacity_spans(p, utc(2026, 1, 5), utc(2026, 1, 12))
+    assert (span.start, span.end, span.count) == (utc(2026, 1, 6, 11, 30), utc(2026, 1, 8, 11, 30), 2)
+
+
+@pytest.mark.parametrize("days, sold", [(1, 1), (5, 5), (14, 14), (15, 21), (22, 28), (400, 182)])
+def test_block_durations(days, sold):
+    assert ops.block_days(days) == sold
+
+
+@settings(max_examples=150, deadline=None)
+@given(p=pools(), start=instants, weeks=st.integers(1, 4))
+def test_every_window_is_inside_one_block(p, start, weeks):
+    p = dataclasses.replace(p, capacity="capacity-block")
+    end = start + timedelta(weeks=weeks)
+    spans = ops.capacity_spans(p, start, end)
+    for s in spans:
+        assert s.start.time() == time(11, 30) and s.end.time() == time(11, 30)
+        assert ops.block_days(round(s.hours / 24)) == round(s.hours / 24)
+    assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
+    if p.schedule is None:
+        return
+    for i in intervals(p.schedule, start, end):
+        if i.start >= start and i.size > 0:
+            assert any(s.start <= i.start and i.end <= s.end - ops.BLOCK_TEARDOWN and s.count >= i.size
+                       for s in spans), i
+
+
+def test_quote_and_cheapest_covering_offering():
+    p = pool(max_size=1, sched=schedule("Asia/Shanghai", time(9), time(19), size=1, prewarm=0),
+             capacity="capacity-block")
+    [span] = ops.capacity_spans(p, utc(2026, 3, 28), utc(2026, 4, 4))
+    good = Offering("cb-good", "p5en.48xlarge", "us-east-1a", 1, span.start, span.end, 3000.0, "USD")
+    cheap_short = dataclasses.replace(good, id="cb-short", end=span.end - timedelta(days=1), upfront_usd=10.0)
+    dear = dataclasses.replace(good, id="cb-dear", upfront_usd=5000.0)
+    assert ops.cheapest_covering(span, [cheap_short, dear, good]).id == "cb-good"
+    q = ops.quote(good, p, 60.0)
+    assert q.hours == 120 and q.usd_per_node_hour == pytest.approx(25.0)
+    assert q.on_demand_same_hours_usd == pytest.approx(60.0 * 120)
+    assert q.on_demand_scheduled_usd == pytest.approx(60.0 * 10 * 5)          # five 10-hour days
+    bought = Reservation("cr-1", "p5en.48xlarge", 1, span.start, span.end, "scheduled")
+    assert ops.covering(span, [bought]) == bought
+    assert ops.covering(span, [dataclasses.replace(bought, state="expired")]) is None
