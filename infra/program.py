@@ -6,6 +6,7 @@ wrong stack file is refused with nothing made.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pulumi
@@ -51,7 +52,15 @@ def build(stack_dir: Path | None = None) -> None:
         kube = _kube_target(cfg, cluster.provider, managed=True, cluster_name=cluster.name)
         pools = GpuNodePools("gpu", cfg, plan, cluster, network, kube)
         storage = WeightsStorage("weights", cfg, plan, cluster, kube, account_id)
+        # engines and the gateway come after the pools and their controllers (the LB controller's
+        # webhook must see the gateway Service; the device plugin must advertise GPUs)
+        kube = dataclasses.replace(kube, ready=(pools,))
         weights = storage.source
+        from infra.jobs import FleetJobs
+
+        jobs = FleetJobs("jobs", cfg, cluster, kube, storage.bucket_name, storage.key_arn, account_id)
+        if jobs.github_role_arn is not None:
+            pulumi.export("jobsRoleArn", jobs.github_role_arn)
         pulumi.export("clusterName", cluster.name)
         pulumi.export("kubeconfig", cluster.kubeconfig)
         pulumi.export("nodeGroups", {p: ng.node_group_name for p, ng in pools.node_groups.items()})

@@ -16,11 +16,12 @@ class KubeTarget:
     namespace_resource: k8s.core.v1.Namespace
     managed: bool                      # True: the EKS cluster this program made; False: cluster.existing
     cluster_name: pulumi.Output[str] | None = None
+    ready: tuple[pulumi.Resource, ...] = ()   # what must exist first (node pools and their controllers)
 
     def opts(self, parent: pulumi.Resource, *depends: pulumi.Resource) -> pulumi.ResourceOptions:
-        """Options for a Kubernetes child: parent, the explicit provider, and after the namespace."""
+        """Options for a Kubernetes child: parent, the explicit provider, after the namespace and `ready`."""
         return pulumi.ResourceOptions(parent=parent, provider=self.provider,
-                                      depends_on=[self.namespace_resource, *depends])
+                                      depends_on=[self.namespace_resource, *self.ready, *depends])
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ golden files and the program tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ def _mask(value: Any) -> Any:
         return {k: _mask(v) for k, v in sorted(value.items()) if not k.startswith("__")}
     if isinstance(value, list):
         return [_mask(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)          # the wire format has one number type: show 2, not 2.0, to reviewers
     return value
 
 
@@ -69,8 +72,9 @@ class Recorder:
     # -- resources
     def new_resource(self, args) -> tuple[str, dict]:
         parent = self.parents.get((args.typ, args.name), "")
+        top_level = not parent or "::pulumi:pulumi:Stack::" in parent
         self.records.append({"type": args.typ, "name": args.name,
-                             "parent": parent.rsplit("::", 1)[-1] if parent else None,
+                             "parent": None if top_level else parent.rsplit("::", 1)[-1],
                              "inputs": _mask(args.inputs)})
         state = dict(args.inputs)
         state.update(self.outputs(args.typ, args.name, args.inputs))
@@ -128,6 +132,20 @@ class Recorder:
             return {"names": [f"{self.region}{c}" for c in letters],
                     "zoneIds": [f"{prefix}-az{i + 1}" for i in range(6)],
                     "id": self.region, "groupNames": [self.region] * 6, "state": "available"}
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            # every asked type in every AZ id of the region (tests narrow this to exercise the errors)
+            types = [v for f in args.args.get("filters") or [] if f.get("name") == "instance-type" for v in f["values"]]
+            zones = [f"{prefix}-az{i + 1}" for i in range(6)]
+            pairs = [(t, z) for t in types for z in zones]
+            return {"id": self.region, "instanceTypes": [t for t, _ in pairs], "locations": [z for _, z in pairs],
+                    "locationTypes": ["availability-zone-id"] * len(pairs),
+                    "locationType": args.args.get("locationType")}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # an existing subnet's AZ id, derived from its id's last hex digit (az1..az6)
+            sid = str(args.args.get("id"))
+            return {"id": sid, "availabilityZoneId": f"{prefix}-az{int(sid[-1], 16) % 6 + 1}",
+                    "availabilityZone": f"{self.region}{'abcdef'[int(sid[-1], 16) % 6]}",
+                    "cidrBlock": "10.0.0.0/24", "mapPublicIpOnLaunch": False, "state": "available"}
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
             return {"arn": args.args.get("secretId"), "secretString": MASK, "id": "mock", "versionId": "v1"}
         raise NotImplementedError(f"render has no mock for the invoke {token}; add one in scripts/render.py")
@@ -155,18 +173,32 @@ def stack_config(path: Path) -> tuple[str, dict[str, str], list[str]]:
 
 def render(path: Path) -> list[dict[str, Any]]:
     """Run infra.program.build() for the stack file under mocks; the records, sorted for stable diffs."""
+    stack, values, secret_keys = stack_config(path)
+    return render_values(stack, values, secret_keys, path.parent)
+
+
+def render_values(stack: str, values: dict[str, str], secret_keys: list[str], stack_dir: Path) -> list[dict[str, Any]]:
+    """The same for config given as the engine passes it (strings, JSON for objects)."""
     import pulumi
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    stack, values, secret_keys = stack_config(path)
+    # Each render runs on an event loop of its own: the SDK awaits on the current loop, and whatever ran
+    # before in this process (another render, a library that closed its loop) must not leak in.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     recorder = Recorder(values.get("aws:region", "us-east-1"))
+    pulumi.runtime.settings.set_root_resource(None)      # a fresh root Stack for this stack's name
     pulumi.runtime.set_mocks(recorder.mocks, project=PROJECT, stack=stack, preview=False, monitor=recorder.monitor)
     pulumi.runtime.set_all_config(values, secret_keys)
     from infra import program
 
     pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
-    _sync_await(run_pulumi_func(lambda: program.build(stack_dir=path.parent)))
+    try:
+        _sync_await(run_pulumi_func(lambda: program.build(stack_dir=stack_dir)))
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
     return sorted(recorder.records, key=lambda r: (r["type"], r["name"]))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,19 @@ def _no_hub(monkeypatch, tmp_path):
     """Nothing downloads in tests: the hub client points at a closed port, the cache at a temp dir."""
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("LLMFLEET_CACHE", str(tmp_path / "cache"))
+
+
+@functools.cache
+def render_cached(path: str) -> tuple:
+    """One render per stack file per test session (renders are pure); program and serving tests share it."""
+    from scripts.render import render
+    return tuple(render(Path(path)))
+
+
+@pytest.fixture
+def rendered():
+    """rendered("prod") or rendered(path) -> the records `fleet render --json` would print."""
+    def get(stack: str | Path):
+        path = Path(stack) if isinstance(stack, Path) else STACKS / f"Pulumi.{stack}.yaml"
+        return list(render_cached(str(path)))
+    return get

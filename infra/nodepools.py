@@ -1,0 +1,234 @@
+"""GPU node pools: one EKS managed node group per pool, its launch template, scale-from-zero tags on the
+node group and its ASG, EventBridge Scheduler schedules for scheduled pools, and the cluster add-ons
+that make GPU nodes usable and scalable (infra.addons).
+
+Desired size belongs to the cluster-autoscaler, the schedules and `fleet reconcile`, so Pulumi ignores
+it after creation (`ignore_changes`); min and max stay declared by the stack file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import names
+from infra.catalog import InstanceShape, load_catalog
+from infra.cluster import Cluster, field, iam_name
+from infra.network import Network
+from infra.plan import Plan
+from infra.schedule_cron import cron_actions
+from infra.spec import PoolSpec, StackConfig
+from infra.wiring import KubeTarget
+
+CAPACITY_TYPES = {"on-demand": "ON_DEMAND", "spot": "SPOT", "capacity-block": "CAPACITY_BLOCK"}
+GPU_TAINT_KEY, GPU_TAINT_VALUE = "nvidia.com/gpu", "true"
+CA_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
+CA_GPU_LABEL = "k8s.amazonaws.com/accelerator"   # cluster-autoscaler's AWS GPULabel (aws_cloud_provider.go)
+DEVICE_PLUGIN_LABEL = "llm-fleet/device-plugin"   # AL2023 nodes run NVIDIA's DaemonSet; Bottlerocket ships one
+EFA_LABEL = "vpc.amazonaws.com/efa.present"
+# nodeadm mounts the RAID0 at /mnt/k8s-disks/0 and moves /var/lib/kubelet onto it, as Bottlerocket's
+# ephemeral-storage bind does: on both AMIs an emptyDir model cache lands on the instance-store NVMe.
+NVME_MOUNT = "/mnt/k8s-disks/0"
+# One instance-store disk breaks nodeadm's RAID0 on AL2023 >= v20250620 (awslabs/amazon-eks-ami#2386,
+# open): RAID only shapes whose instance store is large enough to be several disks.
+RAID_MIN_NVME_GB = 1000
+SCHEDULE_TARGET = "arn:aws:scheduler:::aws-sdk:eks:updateNodegroupConfig"
+
+
+# ---------------------------------------------------------------------------------------------- pure
+
+def is_bottlerocket(pool: PoolSpec) -> bool:
+    return pool.ami_type.startswith("BOTTLEROCKET")
+
+
+def raid_nvme(pool: PoolSpec, catalog=None) -> bool:
+    catalog = catalog or load_catalog()
+    return all(catalog.instance(t).nvme_gb >= RAID_MIN_NVME_GB for t in pool.instance_types)
+
+
+def large_models(plan: Plan, pool: str) -> str:
+    """Models placed on the pool with >= 8 GPUs per replica, comma-separated (the policy pack's tag)."""
+    return ",".join(sorted({d.model for d in plan.deployments_on(pool) if d.layout.gpus >= 8}))
+
+
+def node_labels(pool: PoolSpec, shape: InstanceShape, multi_node: bool) -> dict[str, str]:
+    labels = {names.LABEL_POOL: pool.name, names.LABEL_GPU: shape.gpu_model, names.LABEL_CAPACITY: pool.capacity,
+              CA_GPU_LABEL: f"{shape.gpu_vendor}-{shape.gpu_model}"}
+    if not is_bottlerocket(pool):
+        labels[DEVICE_PLUGIN_LABEL] = "daemonset"
+    if multi_node:
+        labels[EFA_LABEL] = "true"
+    return labels
+
+
+def node_template_tags(pool: PoolSpec, shape: InstanceShape, labels: dict[str, str], multi_node: bool,
+                       raid: bool) -> dict[str, str]:
+    """What cluster-autoscaler needs to scale a pool up from zero nodes (kubernetes/autoscaler
+    cloudprovider/aws README, "node-template" tags)."""
+    tags = {f"{CA_TEMPLATE}/label/{k}": v for k, v in labels.items()}
+    tags[f"{CA_TEMPLATE}/taint/{GPU_TAINT_KEY}"] = f"{GPU_TAINT_VALUE}:NoSchedule"
+    tags[f"{CA_TEMPLATE}/resources/nvidia.com/gpu"] = str(shape.gpu_count)
+    if multi_node:
+        tags[f"{CA_TEMPLATE}/resources/vpc.amazonaws.com/efa"] = str(shape.efa_interfaces)
+    if raid:
+        tags[f"{CA_TEMPLATE}/resources/ephemeral-storage"] = f"{shape.nvme_gb}G"
+    return tags
+
+
+def user_data(pool: PoolSpec, raid: bool) -> str | None:
+    """Base64 user data that assembles the instance-store NVMe as RAID0. AL2023: a nodeadm NodeConfig in
+    a MIME part (EKS merges its own cluster part in); Bottlerocket: TOML bootstrap commands."""
+    if not raid:
+        return None
+    if is_bottlerocket(pool):
+        text = ('[settings.bootstrap-commands.llm-fleet-ephemeral-storage]\n'
+                'commands = [["apiclient", "ephemeral-storage", "init"], ["apiclient", "ephemeral-storage", "bind", '
+                '"--dirs", "/var/lib/containerd", "/var/lib/kubelet", "/var/log/pods"]]\n'
+                'essential = true\nmode = "always"\n')
+    else:
+        text = ('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="//"\n\n'
+                '--//\nContent-Type: application/node.eks.aws\n\n'
+                '---\napiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n'
+                '  instance:\n    localStorage:\n      strategy: RAID0\n\n--//--\n')
+    return base64.b64encode(text.encode()).decode()
+
+
+def efa_interfaces(count: int, security_groups: list) -> list[aws.ec2.LaunchTemplateNetworkInterfaceArgs]:
+    """One interface per network card: card 0 is EFA (with IP), the others EFA-only (no IP used)."""
+    return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+        device_index=0 if i == 0 else 1, network_card_index=i, interface_type="efa" if i == 0 else "efa-only",
+        associate_public_ip_address="false", delete_on_termination="true", security_groups=security_groups,
+        description=f"EFA card {i}") for i in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------- component
+
+class GpuNodePools(pulumi.ComponentResource):
+    node_groups: dict[str, aws.eks.NodeGroup]
+
+    def __init__(self, name: str, cfg: StackConfig, plan: Plan, cluster: Cluster, network: Network,
+                 kube: KubeTarget, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmfleet:nodepools:GpuNodePools", name, None, opts)
+        from infra.addons import ClusterAddons
+        from infra.network import multi_node_pools
+
+        self._cfg, self._name = cfg, name
+        catalog = load_catalog()
+        cluster_name = names.cluster_name(cfg)
+        tags = names.tags(cfg, "nodepools")
+        multi = set(multi_node_pools(cfg, plan))
+        role, policies = cluster.node_role_for(f"{name}-node", iam_name(cluster_name, "node-gpu"), tags, parent=self)
+        self.node_groups = {}
+        self.launch_templates: dict[str, aws.ec2.LaunchTemplate] = {}
+        for pool in cfg.pools:
+            shape = catalog.instance(pool.instance_type)
+            labels = node_labels(pool, shape, pool.name in multi)
+            raid = raid_nvme(pool, catalog)
+            template_tags = node_template_tags(pool, shape, labels, pool.name in multi, raid)
+            lt = self._launch_template(pool, shape, cluster, network, pool.name in multi, raid, tags)
+            group_tags = {**tags, **template_tags, "llm-fleet/pool": pool.name,
+                          "llm-fleet/gpus-per-node": str(shape.gpu_count),
+                          "llm-fleet/large-models": large_models(plan, pool.name)}
+            ng = aws.eks.NodeGroup(
+                f"{name}-{pool.name}", cluster_name=cluster.name, node_group_name=names.nodegroup_name(cfg, pool),
+                node_role_arn=role.arn, subnet_ids=network.subnet_ids_for(pool), ami_type=pool.ami_type,
+                capacity_type=CAPACITY_TYPES[pool.capacity], instance_types=list(pool.instance_types),
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=pool.min_size, max_size=pool.max_size,
+                                                                  desired_size=pool.desired_size),
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=lt.id, version=lt.latest_version.apply(str)),
+                labels=labels,
+                taints=[aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")],
+                tags=group_tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*policies, *cluster.network_ready],
+                                            ignore_changes=["scalingConfig.desiredSize"]))
+            # Managed node groups do not copy their tags to the ASG, where cluster-autoscaler reads them.
+            asg = ng.resources.apply(
+                lambda r: field(field(r[0], "autoscaling_groups", "autoscalingGroups")[0], "name"))
+            for key, value in template_tags.items():
+                aws.autoscaling.Tag(f"{name}-{pool.name}-asg-{names.dns_label(key.removeprefix(CA_TEMPLATE))}",
+                                    autoscaling_group_name=asg,
+                                    tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                                    opts=pulumi.ResourceOptions(parent=self))
+            self.node_groups[pool.name] = ng
+            self.launch_templates[pool.name] = lt
+        self._schedules(cfg, cluster, tags)
+        self.addons = ClusterAddons(f"{name}-addons", cfg, plan, cluster, network, kube, self.node_groups,
+                                    opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"node_groups": {p: ng.node_group_name for p, ng in self.node_groups.items()}})
+
+    def _launch_template(self, pool: PoolSpec, shape: InstanceShape, cluster: Cluster, network: Network,
+                         multi_node: bool, raid: bool, tags: dict[str, str]) -> aws.ec2.LaunchTemplate:
+        node_name = names.nodegroup_name(self._cfg, pool)
+        # Bottlerocket keeps the OS on xvda and images / pods on the data volume xvdb.
+        disk = "/dev/xvdb" if is_bottlerocket(pool) else "/dev/xvda"
+        extra: dict = {}
+        if multi_node:
+            extra["network_interfaces"] = efa_interfaces(
+                shape.efa_interfaces, [cluster.node_security_group_id, network.efa_security_group_id])
+            extra["placement"] = aws.ec2.LaunchTemplatePlacementArgs(group_name=network.placement_group(pool.name))
+        if pool.capacity == "capacity-block":
+            extra["instance_market_options"] = aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(
+                market_type="capacity-block")
+            extra["capacity_reservation_specification"] = aws.ec2.LaunchTemplateCapacityReservationSpecificationArgs(
+                capacity_reservation_target=aws.ec2.LaunchTemplateCapacityReservationSpecificationCapacityReservationTargetArgs(
+                    capacity_reservation_id=pool.capacity_reservation_id))
+        return aws.ec2.LaunchTemplate(
+            f"{self._name}-{pool.name}-lt", name=node_name, update_default_version=True,
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=disk, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=pool.disk_gb, volume_type="gp3", iops=6000, throughput=500, encrypted="true",
+                    delete_on_termination="true"))],
+            user_data=user_data(pool, raid),
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
+                resource_type=kind, tags={**tags, "Name": node_name, "llm-fleet/pool": pool.name})
+                for kind in ("instance", "volume")],
+            tags={**tags, "llm-fleet/pool": pool.name},
+            opts=pulumi.ResourceOptions(parent=self), **extra)
+
+    def _schedules(self, cfg: StackConfig, cluster: Cluster, tags: dict[str, str]) -> None:
+        """Each scheduled pool: a role allowed exactly UpdateNodegroupConfig on its node group, and one
+        EventBridge schedule per cron action, in the pool's time zone."""
+        scheduled = [p for p in cfg.pools if p.schedule is not None]
+        if not scheduled:
+            return
+        name, cluster_name = self._name, names.cluster_name(cfg)
+        account = aws.get_caller_identity().account_id
+        group = aws.scheduler.ScheduleGroup(f"{name}-schedules", name=cluster_name, tags=tags,
+                                            opts=pulumi.ResourceOptions(parent=self))
+        for pool in scheduled:
+            ng = self.node_groups[pool.name]
+            role = aws.iam.Role(
+                f"{name}-{pool.name}-scheduler", name=iam_name(cluster_name, pool.name, "scheduler"), tags=tags,
+                assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account}}}]}),
+                opts=pulumi.ResourceOptions(parent=self))
+            aws.iam.RolePolicy(
+                f"{name}-{pool.name}-scheduler-policy", role=role.name,
+                policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "eks:UpdateNodegroupConfig", "Resource": ng.arn}]}),
+                opts=pulumi.ResourceOptions(parent=self))
+            for i, action in enumerate(cron_actions(pool.schedule)):
+                # EventBridge Scheduler's universal target takes the SDK request shape (PascalCase
+                # members of the EKS service model), not the REST body's camelCase.
+                body = pulumi.Output.json_dumps({
+                    "ClusterName": cluster.name, "NodegroupName": ng.node_group_name,
+                    "ScalingConfig": {k[0].upper() + k[1:]: v for k, v in action.scaling(pool.max_size).items()}})
+                aws.scheduler.Schedule(
+                    f"{name}-{pool.name}-{i:02d}-{action.kind}", name=f"{pool.name}-{i:02d}-{action.kind}",
+                    group_name=group.name, schedule_expression=action.expression,
+                    schedule_expression_timezone=pool.schedule.timezone,
+                    description=f"{pool.name}: size {action.state.size} at {action.hour:02d}:{action.minute:02d} "
+                                f"{pool.schedule.timezone}",
+                    flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+                    target=aws.scheduler.ScheduleTargetArgs(
+                        arn=SCHEDULE_TARGET, role_arn=role.arn, input=body,
+                        retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
+                            maximum_event_age_in_seconds=3600, maximum_retry_attempts=10)),
+                    opts=pulumi.ResourceOptions(parent=self))
