@@ -41,7 +41,11 @@ class ModelCost:
 
 
 def node_hourly_usd(pool: PoolSpec, shape: InstanceShape, region: str) -> tuple[float, float, str]:
-    """(on-demand list, what this pool pays, basis) per node-hour."""
+    """(on-demand list, what this pool pays, basis) per node-hour. An existing cluster's pool (it picks
+    its nodes by nodeSelector) on a shape the catalog prices nowhere, e.g. on-prem ascend-910b.8x, is
+    counted as 0 USD/h; an EKS pool of an unpriced type is still refused."""
+    if not shape.on_demand_usd and pool.node_selector:
+        return 0.0, 0.0, f"{shape.name} has no list price (on-prem or unpriced shape): counted as 0 USD/h"
     listed = shape.hourly_usd(region)
     if pool.capacity == "spot":
         return listed, listed * (1 - shape.spot_discount), f"spot: on-demand less a typical {shape.spot_discount:.0%}"

@@ -62,6 +62,14 @@ class PoolSpec:
     capacity_reservation_id: str | None
     disk_gb: int
     idle_minutes: int | None                  # `fleet sweep`: idle this long -> floor
+    # cluster.existing pools: the labels that pick this pool's nodes (empty: `llm-fleet/pool: <name>`,
+    # the label the EKS node groups carry); instance_types then name a catalog shape, EC2 or on-prem.
+    node_selector: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def selector(self) -> dict[str, str]:
+        """Node labels engine pods of this pool select."""
+        return dict(self.node_selector) if self.node_selector else {"llm-fleet/pool": self.name}
 
     @property
     def instance_type(self) -> str:

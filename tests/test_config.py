@@ -77,6 +77,8 @@ def test_numbers_scaled_to_zero_stay_zero(stack_values):
     (lambda v: v["llm-fleet:network"].update(existingPrivateSubnetIds=["subnet-0123456789abcdef0"]),
      "subnet ids are given without the VPC"),
     (lambda v: v["llm-fleet:monitoring"].update(prometheus="existing"), "prometheus: existing needs the URL"),
+    (lambda v: v["llm-fleet:cluster"].update(name="a" * 32) or v["llm-fleet:pools"][0].update(name="b" * 31),
+     "is over EKS's 63 characters"),
 ])
 def test_bad_input_is_refused_with_path_and_way_out(stack_values, mutate, expected):
     values = stack_values("dev")

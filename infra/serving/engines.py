@@ -1,0 +1,381 @@
+"""Engine workloads as plain manifests (pure: no Pulumi import): one Deployment per model x pool when a
+replica fits one node, a LeaderWorkerSet when it spans several, plus its Service and PodDisruptionBudget.
+
+Values may be Pulumi Outputs (the bucket URI); the builders only place them, so tests pass strings.
+
+Where the weights come from (`WeightsPlan`):
+  nvme            an init container (s5cmd) first checks the copy job's completion marker in S3 (missing:
+                  it exits 1 with a log line saying the copy is not complete), then syncs the model prefix
+                  to the node's instance-store RAID0 (hostPath under NVME_ROOT); the engine reads it there.
+  runai-streamer  the engine streams s3://... itself (`--load-format runai_streamer`); the same marker
+                  check runs first.
+  fsx             a PersistentVolumeClaim FSX_CLAIM (FSx for Lustre CSI driver, bound to the bucket)
+                  mounted read-only; the model is at /weights/<bucket prefix>.
+  hub (no bucket, existing clusters) the engine downloads from Hugging Face into a hostPath cache
+                  (HF_CACHE_HOST) that survives restarts, HF_TOKEN from a Secret when the stack gives one.
+  local path      the same absolute path must exist on every GPU node (an NFS or local mount); mounted
+                  read-only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
+from infra.sizing import PORT, DeploymentPlan
+
+# Pinned: peakcom/s5cmd v2.3.0, the upstream image (alpine, /bin/sh, binary at /s5cmd); seen pinned the
+# same way in public manifests (find_string "peakcom/s5cmd:v2.3.0"). Speaks the AWS default credential
+# chain (IRSA / Pod Identity of the reader service account).
+S5CMD_IMAGE = "peakcom/s5cmd:v2.3.0"
+NVME_ROOT = "/mnt/k8s-disks/0"            # where the node pools mount the instance-store RAID0
+HF_CACHE_HOST = "/var/lib/llm-fleet/hf-cache"
+FSX_CLAIM = "llm-fleet-weights"
+WEIGHTS_MOUNT = "/weights"
+LWS_API = "leaderworkerset.x-k8s.io/v1"
+LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
+ROLE_ENGINE = "engine"
+PORT_NAME = "http"
+
+ACCELERATORS: dict[str, dict[str, str]] = {
+    "nvidia": {"resource": "nvidia.com/gpu", "taint": "nvidia.com/gpu"},
+    "ascend": {"resource": "huawei.com/Ascend910", "taint": "huawei.com/Ascend910"},
+}
+# vllm-ascend's recommended settings (docs/source/tutorials/models/GLM4.x.md and DeepSeek-V3.1.md, v0.23.0)
+ASCEND_ENV = {"HCCL_CONNECT_TIMEOUT": "600", "HCCL_EXEC_TIMEOUT": "600", "HCCL_BUFFSIZE": "512",
+              "HCCL_OP_EXPANSION_MODE": "AIV", "OMP_PROC_BIND": "false", "OMP_NUM_THREADS": "1",
+              "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True"}
+STARTUP_PERIOD = 10
+
+_FETCH = """\
+if ! /s5cmd ls "$MARKER" >/dev/null 2>&1; then
+  echo "llm-fleet: weights not ready: $MARKER does not exist, so the copy of $SOURCE to S3 is not complete;" \
+       "run the weights copy job for this model and revision, then this pod restarts by itself" >&2
+  exit 1
+fi
+"""
+_SYNC = """\
+echo "llm-fleet: syncing $SOURCE to $TARGET"
+/s5cmd --numworkers 32 sync --delete --concurrency 4 --part-size 32 "${SOURCE}*" "$TARGET/"
+echo "llm-fleet: weights in $TARGET are complete"
+"""
+# preStop: wait (bounded by the grace period) until the engine has no running or waiting request.
+_DRAIN = """\
+import re, time, urllib.request
+time.sleep(5)
+deadline = time.time() + {budget}
+pattern = re.compile(r"^(vllm:num_requests_(running|waiting)|sglang:num_(running|queue)_reqs)(\\{{.*\\}})? (\\S+)$")
+while time.time() < deadline:
+    try:
+        text = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except Exception:
+        break
+    if sum(float(m.group(5)) for m in map(pattern.match, text.splitlines()) if m) == 0:
+        break
+    time.sleep(2)
+"""
+
+
+@dataclass(frozen=True)
+class WeightsPlan:
+    """How one deployment's pods get the weights; built by the component from the stack's storage."""
+    method: str                               # nvme | runai-streamer | fsx | hub | local
+    source_uri: Any = None                    # s3://bucket/models/<m>/<rev>/ (nvme, runai-streamer)
+    marker_uri: Any = None                    # s3://bucket/<prefix>.llm-fleet-complete
+    region: str | None = None
+    service_account: str | None = None        # reads the bucket (IRSA / Pod Identity)
+    fsx_path: str | None = None               # /weights/models/<m>/<rev>/
+    hf_id: str | None = None
+    revision: str | None = None
+    local_path: str | None = None
+    hf_token: tuple[str, str] | None = None   # (Secret name, key)
+    cache_dir: str | None = None              # hostPath for nvme
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything a builder needs for one model on one pool."""
+    name: str                                 # Kubernetes name (names.deployment_name)
+    namespace: str
+    dep: DeploymentPlan
+    accelerator: str
+    node_selector: dict[str, str]
+    vcpus: int
+    memory_mib: int
+    gpus_per_node: int
+    weights: WeightsPlan
+    grace_seconds: int                        # terminationGracePeriodSeconds: in-flight requests finish
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> str:
+        return self.dep.engine
+
+    @property
+    def multi_node(self) -> bool:
+        return self.dep.layout.nodes > 1
+
+
+def labels(spec: EngineSpec) -> dict[str, str]:
+    return {LABEL_ROLE: ROLE_ENGINE, LABEL_MODEL: spec.dep.model, LABEL_POOL: spec.dep.pool,
+            "app.kubernetes.io/name": spec.name, "app.kubernetes.io/part-of": "llm-fleet", **spec.extra_labels}
+
+
+def selector(spec: EngineSpec) -> dict[str, str]:
+    return {LABEL_ROLE: ROLE_ENGINE, LABEL_MODEL: spec.dep.model, LABEL_POOL: spec.dep.pool}
+
+
+def probe_thresholds(probe_seconds: int, period: int = STARTUP_PERIOD) -> int:
+    """failureThreshold so that threshold x period >= the planner's startup budget."""
+    return max(1, math.ceil(probe_seconds / period))
+
+
+def model_location(spec: EngineSpec) -> tuple[Any, list[str]]:
+    """(model argument, extra engine args) for the weights method."""
+    w = spec.weights
+    if w.method == "nvme":
+        return WEIGHTS_MOUNT, []
+    if w.method == "runai-streamer":
+        return w.source_uri, ["--load-format", "runai_streamer"]
+    if w.method == "fsx":
+        return w.fsx_path, []
+    if w.method == "local":
+        return w.local_path, []
+    return w.hf_id, ["--revision", w.revision or "main"]
+
+
+def command(spec: EngineSpec, role: str) -> list[Any]:
+    """role: single | leader | worker. LWS injects LWS_* env, expanded by the kubelet in $(...)."""
+    model, extra = model_location(spec)
+    args = list(spec.dep.engine_args) + extra
+    if spec.engine == "vllm":
+        cmd: list[Any] = ["vllm", "serve", model, *args]
+        if role != "single":
+            cmd += ["--distributed-executor-backend", "mp", "--nnodes", "$(LWS_GROUP_SIZE)",
+                    "--master-addr", "$(LWS_LEADER_ADDRESS)"]
+            cmd += ["--node-rank", "0"] if role == "leader" else ["--node-rank", "$(LWS_WORKER_INDEX)", "--headless"]
+        return cmd
+    cmd = ["python3", "-m", "sglang.launch_server", "--model-path", model, *args]
+    if role != "single":
+        cmd += ["--dist-init-addr", "$(LWS_LEADER_ADDRESS):20000", "--nnodes", "$(LWS_GROUP_SIZE)",
+                "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"]
+    return cmd
+
+
+def _share(spec: EngineSpec) -> float:
+    return 1.0 if spec.multi_node else 1.0 / spec.dep.replicas_per_node
+
+
+def gpus_per_pod(spec: EngineSpec) -> int:
+    return spec.dep.layout.tp * spec.dep.layout.pp // spec.dep.layout.nodes
+
+
+def resources(spec: EngineSpec) -> dict[str, Any]:
+    """GPUs per pod. Requests stay modest so a pod fits hosts smaller than the catalog's (on-prem):
+    4 CPUs per GPU + 4, memory for the pod's weight shard + 20% (at least 16 Gi), never above 80% of
+    the pod's share of the node. The memory limit is that 80% share plus /dev/shm (which counts
+    against it): page cache from reading weights must not OOM-kill a replica."""
+    gpus = gpus_per_pod(spec)
+    share = _share(spec)
+    cap_cpu = max(1, int(spec.vcpus * 0.8 * share))
+    cap_mem = max(2, int(spec.memory_mib / 1024 * 0.8 * share))
+    cpu = min(cap_cpu, 4 * gpus + 4)
+    shard_gib = spec.dep.weights_gb * 1e9 / 2**30 / spec.dep.layout.nodes / spec.dep.replicas_per_node
+    mem_gib = min(cap_mem, max(16, math.ceil(shard_gib * 1.2)))
+    gpu = ACCELERATORS[spec.accelerator]["resource"]
+    requests = {"cpu": str(cpu), "memory": f"{mem_gib}Gi", gpu: str(gpus)}
+    limits = {"memory": f"{cap_mem + shm_gib(spec)}Gi", gpu: str(gpus)}
+    if spec.multi_node and spec.dep.efa_interfaces:
+        requests["vpc.amazonaws.com/efa"] = limits["vpc.amazonaws.com/efa"] = str(spec.dep.efa_interfaces)
+    return {"requests": requests, "limits": limits}
+
+
+def shm_gib(spec: EngineSpec) -> int:
+    """Shared memory for NCCL / HCCL and engine IPC: 1/8 of the pod's memory share, 1..64 GiB."""
+    return max(1, min(64, int(spec.memory_mib / 1024 * _share(spec)) // 8))
+
+
+def env(spec: EngineSpec) -> list[dict[str, Any]]:
+    w = spec.weights
+    out: list[dict[str, Any]] = []
+    if spec.accelerator == "ascend":
+        out.append({"name": "ASCEND_RT_VISIBLE_DEVICES",
+                    "value": ",".join(str(i) for i in range(gpus_per_pod(spec)))})
+        out += [{"name": k, "value": v} for k, v in ASCEND_ENV.items()]
+        if spec.multi_node:
+            out += [{"name": "HCCL_IF_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "HCCL_SOCKET_IFNAME", "value": "eth0"}, {"name": "GLOO_SOCKET_IFNAME", "value": "eth0"}]
+    if spec.multi_node and spec.engine == "vllm":
+        out.append({"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    if spec.multi_node and spec.dep.efa_interfaces:
+        out += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"}]
+    if w.region and w.method in ("nvme", "runai-streamer"):
+        out += [{"name": "AWS_REGION", "value": w.region}, {"name": "AWS_DEFAULT_REGION", "value": w.region}]
+    if w.method == "hub":
+        out.append({"name": "HF_HOME", "value": "/hf-cache"})
+        if w.hf_token:
+            ref = {"name": w.hf_token[0], "key": w.hf_token[1]}
+            out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return out
+
+
+def volumes(spec: EngineSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod volumes, engine container mounts)."""
+    w = spec.weights
+    vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib(spec)}Gi"}}]
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if w.method == "nvme":
+        vols.append({"name": "weights", "hostPath": {"path": w.cache_dir, "type": "DirectoryOrCreate"}})
+        mounts.append({"name": "weights", "mountPath": WEIGHTS_MOUNT, "readOnly": True})
+    elif w.method == "fsx":
+        vols.append({"name": "weights", "persistentVolumeClaim": {"claimName": FSX_CLAIM, "readOnly": True}})
+        mounts.append({"name": "weights", "mountPath": WEIGHTS_MOUNT, "readOnly": True})
+    elif w.method == "local":
+        vols.append({"name": "weights", "hostPath": {"path": w.local_path, "type": "Directory"}})
+        mounts.append({"name": "weights", "mountPath": w.local_path, "readOnly": True})
+    elif w.method == "hub":
+        vols.append({"name": "hf-cache", "hostPath": {"path": HF_CACHE_HOST, "type": "DirectoryOrCreate"}})
+        mounts.append({"name": "hf-cache", "mountPath": "/hf-cache"})
+    return vols, mounts
+
+
+def init_containers(spec: EngineSpec) -> list[dict[str, Any]]:
+    w = spec.weights
+    if w.method not in ("nvme", "runai-streamer"):
+        return []
+    script = _FETCH + (_SYNC if w.method == "nvme" else "")
+    env_vars = [{"name": "SOURCE", "value": w.source_uri}, {"name": "MARKER", "value": w.marker_uri},
+                {"name": "TARGET", "value": WEIGHTS_MOUNT}, {"name": "AWS_REGION", "value": w.region}]
+    container: dict[str, Any] = {
+        "name": "fetch-weights" if w.method == "nvme" else "check-weights", "image": S5CMD_IMAGE,
+        "command": ["/bin/sh", "-ec", script], "env": env_vars,
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}}}
+    if w.method == "nvme":
+        container["volumeMounts"] = [{"name": "weights", "mountPath": WEIGHTS_MOUNT}]
+    return [container]
+
+
+def probes(spec: EngineSpec) -> dict[str, Any]:
+    """Startup on /health with the planner's load budget; readiness /v1/models (SGLang: /health_generate,
+    which runs a one-token generation); liveness /health."""
+    def get(path: str) -> dict[str, Any]:
+        return {"path": path, "port": PORT_NAME}
+    ready = "/health_generate" if spec.engine == "sglang" else "/v1/models"
+    return {
+        "startupProbe": {"httpGet": get("/health"), "periodSeconds": STARTUP_PERIOD, "timeoutSeconds": 5,
+                         "failureThreshold": probe_thresholds(spec.dep.load.probe_seconds)},
+        "readinessProbe": {"httpGet": get(ready), "periodSeconds": 15, "failureThreshold": 3,
+                           "timeoutSeconds": 30 if spec.engine == "sglang" else 5},
+        "livenessProbe": {"httpGet": get("/health"), "periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 6},
+    }
+
+
+_LEADER_HEALTH = ("import os, urllib.request; urllib.request.urlopen("
+                  "'http://%s:{port}/health' % os.environ['LWS_LEADER_ADDRESS'], timeout=10)")
+
+
+def worker_probes(spec: EngineSpec) -> dict[str, Any]:
+    """A headless worker serves no HTTP: its probes ask the leader's /health (the group is healthy
+    or not as a whole; LWS recreates the group when a pod restarts)."""
+    def probe(period: int, failures: int) -> dict[str, Any]:
+        cmd = ["python3", "-c", _LEADER_HEALTH.format(port=PORT)]
+        return {"exec": {"command": cmd}, "periodSeconds": period, "timeoutSeconds": 15, "failureThreshold": failures}
+    return {"startupProbe": probe(STARTUP_PERIOD, probe_thresholds(spec.dep.load.probe_seconds)),
+            "readinessProbe": probe(15, 3), "livenessProbe": probe(20, 6)}
+
+
+def container(spec: EngineSpec, role: str) -> dict[str, Any]:
+    _, mounts = volumes(spec)
+    c: dict[str, Any] = {"name": "engine", "image": spec.dep.engine_image, "command": command(spec, role),
+                         "env": env(spec), "resources": resources(spec), "volumeMounts": mounts}
+    if role != "worker":
+        c["ports"] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
+        c.update(probes(spec))
+        budget = max(10, spec.grace_seconds - 20)
+        c["lifecycle"] = {"preStop": {"exec": {"command": ["python3", "-c", _DRAIN.format(budget=budget, port=PORT)]}}}
+    else:
+        c.update(worker_probes(spec))
+    if spec.multi_node:
+        c["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
+    return c
+
+
+def pod_spec(spec: EngineSpec, role: str) -> dict[str, Any]:
+    vols, _ = volumes(spec)
+    taint = ACCELERATORS[spec.accelerator]["taint"]
+    pod: dict[str, Any] = {
+        "containers": [container(spec, role)],
+        "volumes": vols,
+        "nodeSelector": dict(spec.node_selector),
+        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"},
+                        {"key": LABEL_POOL, "operator": "Equal", "value": spec.dep.pool, "effect": "NoSchedule"}],
+        "terminationGracePeriodSeconds": spec.grace_seconds,
+    }
+    inits = init_containers(spec)
+    if inits:
+        pod["initContainers"] = inits
+    if spec.weights.service_account and spec.weights.method in ("nvme", "runai-streamer"):
+        pod["serviceAccountName"] = spec.weights.service_account
+    return pod
+
+
+def template(spec: EngineSpec, role: str) -> dict[str, Any]:
+    # safe-to-evict false: cluster-autoscaler must not move a replica that took half an hour to load;
+    # the node scales down when KEDA removes the pod.
+    return {"metadata": {"labels": labels(spec),
+                         "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+                                         "kubectl.kubernetes.io/default-container": "engine"}},
+            "spec": pod_spec(spec, role)}
+
+
+def deployment(spec: EngineSpec) -> dict[str, Any]:
+    """One node per replica. A replica that fills its node rolls with maxSurge 0 (a surge pod could
+    never be placed in a pool sized to its replicas); small ones surge first."""
+    whole_node = gpus_per_pod(spec) >= spec.gpus_per_node
+    rolling = {"maxSurge": 0, "maxUnavailable": 1} if whole_node else {"maxSurge": 1, "maxUnavailable": 0}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels(spec)},
+            "spec": {"replicas": spec.dep.min_replicas, "selector": {"matchLabels": selector(spec)},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
+                     "template": template(spec, "single")}}
+
+
+def leader_worker_set(spec: EngineSpec) -> dict[str, Any]:
+    """Several nodes per replica (kubernetes-sigs/lws v1): a group restarts as a whole."""
+    return {"apiVersion": LWS_API, "kind": "LeaderWorkerSet",
+            "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels(spec)},
+            "spec": {"replicas": spec.dep.min_replicas, "startupPolicy": "LeaderCreated",
+                     "rolloutStrategy": {"type": "RollingUpdate",
+                                         "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0}},
+                     "leaderWorkerTemplate": {"size": spec.dep.layout.nodes,
+                                              "restartPolicy": "RecreateGroupOnPodRestart",
+                                              "leaderTemplate": template(spec, "leader"),
+                                              "workerTemplate": template(spec, "worker")}}}
+
+
+def workload(spec: EngineSpec) -> dict[str, Any]:
+    return leader_worker_set(spec) if spec.multi_node else deployment(spec)
+
+
+def service(spec: EngineSpec) -> dict[str, Any]:
+    """ClusterIP in front of the replicas (LWS: the leaders, which serve the API)."""
+    sel = selector(spec)
+    if spec.multi_node:
+        sel = {**sel, LWS_WORKER_INDEX: "0"}
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels(spec)},
+            "spec": {"type": "ClusterIP", "selector": sel,
+                     "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]}}
+
+
+def pod_disruption_budget(spec: EngineSpec) -> dict[str, Any]:
+    """Voluntary evictions (node drains, upgrades) take one engine pod at a time."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels(spec)},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(spec)}}}
+
+
+def backend_url(spec: EngineSpec) -> str:
+    return f"http://{spec.name}.{spec.namespace}.svc.cluster.local:{PORT}/v1"
