@@ -124,8 +124,10 @@ def test_aws_access_is_oidc_only(path):
     aws = [s for s in steps(doc) if "configure-aws-credentials" in s.get("uses", "")]
     assert aws
     for step in aws:
+        # a role from a repository variable: the deploy role, or the jobs role of the stack the job acts on
         assert re.fullmatch(
-            r"\$\{\{ vars\.(AWS_ROLE_ARN|FLEET_JOBS_ROLE_ARN) }}", step["with"]["role-to-assume"]
+            r"\$\{\{ (vars\.AWS_ROLE_ARN|vars\[format\('FLEET_JOBS_ROLE_ARN_\{0\}', [^)]+\)\]) }}",
+            step["with"]["role-to-assume"],
         )
         assert not {"aws-access-key-id", "aws-secret-access-key"} & set(step["with"])
     assert doc["permissions"].get("id-token") == "write"
