@@ -55,6 +55,18 @@ def github_trust_policy(provider_arn: str, repo: str) -> dict:
             "token.actions.githubusercontent.com:sub": f"repo:{repo}:ref:refs/heads/main"}}}]}
 
 
+def in_cluster_prometheus(cfg: StackConfig) -> str | None:
+    """Where in-cluster jobs read engine load: the stack's choice, else the Prometheus this stack installs
+    (kube-prometheus-stack's Service), else the existing one monitoring names."""
+    from infra.serving.controllers import PROMETHEUS
+
+    if cfg.jobs.prometheus_url:
+        return cfg.jobs.prometheus_url
+    if cfg.monitoring.prometheus == "install":
+        return f"http://{PROMETHEUS.release}-prometheus.{PROMETHEUS.namespace}.svc.cluster.local:9090"
+    return cfg.monitoring.prometheus_url
+
+
 class FleetJobs(pulumi.ComponentResource):
     github_role_arn: pulumi.Output[str] | None
 
@@ -97,8 +109,9 @@ class FleetJobs(pulumi.ComponentResource):
             name="fleet-jobs-stack", namespace=kube.namespace), data={stack_file: stack_document()}, opts=kopts)
         for job, schedule in (("reconcile", cfg.jobs.reconcile_cron), ("sweep", cfg.jobs.sweep_cron)):
             argv = ["fleet", job, "--stack-file", f"{STACK_DIR}/{stack_file}"]
-            if cfg.jobs.prometheus_url:
-                argv += ["--prometheus-url", cfg.jobs.prometheus_url]
+            prometheus = in_cluster_prometheus(cfg)
+            if prometheus:
+                argv += ["--prometheus-url", prometheus]
             # exit 3: another run holds the stack's lock; that run does the work, so this one is a skip
             command = ["/bin/sh", "-c", SKIP_WHEN_LOCKED, "fleet-job"]
             k8s.batch.v1.CronJob(

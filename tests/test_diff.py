@@ -56,3 +56,39 @@ def test_markdown_is_bounded_for_huge_diffs():
     head = [rec(f"r{i}") for i in range(MAX_ROWS + 25)]
     md = to_markdown("dev", "main", diff_records([], head), cost_delta(None, {"monthlyUSD": 0.0, "pools": []}))
     assert md.count("\n- `+`") == MAX_ROWS and "... and 25 more" in md
+
+
+def test_end_to_end_against_a_git_ref(tmp_path):
+    """A throwaway repo: commit, raise a pool's maxSize, and diff the working tree against HEAD."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    work = tmp_path / "repo"
+    work.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"], capture_output=True,
+                             check=True, timeout=60)
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True, timeout=60)
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True, timeout=30)
+    subprocess.run([*git, "add", "-A"], check=True, timeout=30)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True, timeout=30)
+    stack = work / "stacks" / "Pulumi.dev.yaml"
+    doc = yaml.safe_load(stack.read_text())
+    doc["config"]["llm-fleet:pools"][0]["schedule"]["windows"][0]["end"] = "21:00"
+    stack.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "PYTHONPATH": str(work)}
+    proc = subprocess.run([sys.executable, "-m", "scripts.fleet", "diff", "--stack", "dev", "--base", "HEAD"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    md = proc.stdout
+    assert "### llm-fleet `dev`: this PR vs `HEAD`" in md
+    assert "| l4-spot |" in md and "(**+$" in md                       # two more hours a weekday cost more
+    assert "aws:scheduler/schedule:Schedule" in md and "scheduleExpression" in md
+    bad = subprocess.run([sys.executable, "-m", "scripts.fleet", "diff", "--stack", "dev", "--base", "nope"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--base nope: not a commit" in bad.stderr

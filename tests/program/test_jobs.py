@@ -59,6 +59,12 @@ def test_staging_cronjobs_read_a_stack_file_equal_to_the_deployed_config(rendere
     assert pod["containers"][0]["args"][:3] == ["fleet", "reconcile", "--stack-file"]
     assert pod["containers"][0]["command"] == ["/bin/sh", "-c", SKIP_WHEN_LOCKED, "fleet-job"]
     assert pod["nodeSelector"] == {"llm-fleet/role": "system"} and pod["serviceAccountName"] == "fleet-jobs"
+    args = pod["containers"][0]["args"]
+    prometheus = args[args.index("--prometheus-url") + 1]       # staging installs kube-prometheus-stack
+    releases = {r["inputs"]["name"]: r["inputs"] for r in of_type(records, "kubernetes:helm.sh/v3:Release")}
+    stack_release = releases["kube-prometheus-stack"]
+    assert prometheus == (f"http://kube-prometheus-stack-prometheus.{stack_release['namespace']}"
+                          ".svc.cluster.local:9090")
     assert cronjobs["jobs-reconcile"]["inputs"]["spec"]["concurrencyPolicy"] == "Forbid"
     data = named(records, "jobs-stack")["inputs"]["data"]["Pulumi.staging.yaml"]
     copy = tmp_path / "Pulumi.staging.yaml"
