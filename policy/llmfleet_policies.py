@@ -677,19 +677,27 @@ _GPU_CAP_SCHEMA = PolicyConfigSchema(
 )
 _M, _A, _S = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY, Severity
 
+# One table: the PolicyPack below and `fleet diff`'s offline verdicts (scripts/policy_check.py) both
+# read it, so a PR shows the same verdicts the engine will enforce. (id, check, kind, level, severity)
+CHECKS = [
+    ("llmfleet-gpu-pool-max-size", check_gpu_pool_max_size, "resource", _M, _S.HIGH),
+    ("llmfleet-gpu-total-cap", check_gpu_total_from_config, "stack-config", _M, _S.HIGH),
+    ("llmfleet-spot-on-demand-fallback", check_spot_fallback, "stack", _M, _S.HIGH),
+    ("llmfleet-s3-encrypted-versioned-private", check_buckets, "stack", _M, _S.CRITICAL),
+    ("llmfleet-exposed-endpoint-tls-auth", check_exposed_endpoint, "resource", _M, _S.CRITICAL),
+    ("llmfleet-internal-lb-tls", check_internal_lb, "resource", _A, _S.LOW),
+    ("llmfleet-images-pinned", check_images_pinned, "resource", _M, _S.MEDIUM),
+    ("llmfleet-helm-chart-pinned", check_helm_chart_pinned, "resource", _M, _S.MEDIUM),
+    ("llmfleet-engine-probes-gpu", check_engine_pods, "resource", _M, _S.HIGH),
+    ("llmfleet-imdsv2-required", check_imdsv2, "resource", _M, _S.HIGH),
+    ("llmfleet-nodegroup-private-subnets", check_nodegroup_subnets, "stack", _M, _S.HIGH),
+    ("llmfleet-nodegroup-subnets-unverified", check_nodegroup_subnets_unverified, "stack", _A, _S.LOW),
+]
+
 POLICIES = [
-    _resource_policy("llmfleet-gpu-pool-max-size", check_gpu_pool_max_size, _M, _S.HIGH),
-    _stack_policy("llmfleet-gpu-total-cap", check_gpu_total_from_config, _M, _S.HIGH, _GPU_CAP_SCHEMA),
-    _stack_policy("llmfleet-spot-on-demand-fallback", check_spot_fallback, _M, _S.HIGH),
-    _stack_policy("llmfleet-s3-encrypted-versioned-private", check_buckets, _M, _S.CRITICAL),
-    _resource_policy("llmfleet-exposed-endpoint-tls-auth", check_exposed_endpoint, _M, _S.CRITICAL),
-    _resource_policy("llmfleet-internal-lb-tls", check_internal_lb, _A, _S.LOW),
-    _resource_policy("llmfleet-images-pinned", check_images_pinned, _M, _S.MEDIUM),
-    _resource_policy("llmfleet-helm-chart-pinned", check_helm_chart_pinned, _M, _S.MEDIUM),
-    _resource_policy("llmfleet-engine-probes-gpu", check_engine_pods, _M, _S.HIGH),
-    _resource_policy("llmfleet-imdsv2-required", check_imdsv2, _M, _S.HIGH),
-    _stack_policy("llmfleet-nodegroup-private-subnets", check_nodegroup_subnets, _M, _S.HIGH),
-    _stack_policy("llmfleet-nodegroup-subnets-unverified", check_nodegroup_subnets_unverified, _A, _S.LOW),
+    _resource_policy(pid, check, level, severity) if kind == "resource"
+    else _stack_policy(pid, check, level, severity, _GPU_CAP_SCHEMA if kind == "stack-config" else None)
+    for pid, check, kind, level, severity in CHECKS
 ]
 
 POLICY_IDS = [p.name for p in POLICIES]

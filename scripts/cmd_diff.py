@@ -1,6 +1,7 @@
 """Compare this checkout with another git ref for one stack: resources added / changed / removed
-(from `fleet render`) and the monthly cost delta per pool (from `fleet plan`), as Markdown fit for a
-PR comment. The base ref is rendered with its own code (git archive into a temporary directory)."""
+(from `fleet render`), the monthly cost delta per pool (from `fleet plan`) and the policy pack's
+verdicts on the result, as Markdown fit for a PR comment. The base ref is rendered with its own code
+(git archive into a temporary directory)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,22 @@ def _short(value: Any) -> str:
     return (text[:57] + "...") if len(text) > 60 else text
 
 
-def to_markdown(stack: str, base_ref: str, resources: dict[str, list[dict]], cost: dict[str, Any]) -> str:
+def policy_markdown(found: list[dict[str, str]] | None) -> list[str]:
+    if found is None:
+        return ["", "**Policy:** not checked (pulumi-policy is not installed: `pip install -e '.[dev]'`)"]
+    mandatory = [v for v in found if v["level"] == "mandatory"]
+    advisory = [v for v in found if v["level"] != "mandatory"]
+    head = (f"**Policy:** {len(mandatory)} mandatory violation(s), {len(advisory)} advisory"
+            + (" (`pulumi preview --policy-pack policy` will block this)" if mandatory else ""))
+    lines = ["", head]
+    for v in (mandatory + advisory)[:20]:
+        lines.append(f"- {'**BLOCK**' if v['level'] == 'mandatory' else 'advisory'} `{v['policy']}` "
+                     f"{v['resource']}: {v['message']}")
+    return lines
+
+
+def to_markdown(stack: str, base_ref: str, resources: dict[str, list[dict]], cost: dict[str, Any],
+                policy: list[dict[str, str]] | None = None) -> str:
     lines = [f"### llm-fleet `{stack}`: this PR vs `{base_ref}`", "",
              f"**Monthly cost:** {_usd(cost['before'])} -> {_usd(cost['after'])} "
              f"(**{_usd(cost['delta'], signed=True)}**/month)", "",
@@ -103,6 +119,7 @@ def to_markdown(stack: str, base_ref: str, resources: dict[str, list[dict]], cos
         lines.append(f"- ... and {total - rows} more (run `fleet diff --stack {stack} --base {base_ref}` locally)")
     if total == 0:
         lines.append("No resource changes.")
+    lines += policy_markdown(policy)
     return "\n".join(lines) + "\n"
 
 
@@ -142,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from infra.plan import build_plan
     from scripts.cmd_render import render_records
     from scripts.common import load_stack
+    from scripts.policy_check import verdicts
 
     path = stack_path(args)
     head_plan = build_plan(load_stack(args)).to_json()
@@ -149,10 +167,11 @@ def run(args: argparse.Namespace) -> int:
     base_records, base_plan = base_outputs(args.base, path)
     resources = diff_records(base_records, head_records)
     cost = cost_delta(base_plan, head_plan)
+    policy = verdicts(head_records)
     if args.json:
-        json.dump({"stack": head_plan["stack"], "base": args.base, "resources": resources, "cost": cost},
-                  sys.stdout, indent=2)
+        json.dump({"stack": head_plan["stack"], "base": args.base, "resources": resources, "cost": cost,
+                   "policy": policy}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(to_markdown(head_plan["stack"], args.base, resources, cost))
+        sys.stdout.write(to_markdown(head_plan["stack"], args.base, resources, cost, policy))
     return 0

@@ -61,6 +61,7 @@ def test_markdown_is_bounded_for_huge_diffs():
 def test_end_to_end_against_a_git_ref(tmp_path):
     """A throwaway repo: commit, raise a pool's maxSize, and diff the working tree against HEAD."""
     import os
+    import shutil
     import subprocess
     import sys
 
@@ -68,11 +69,9 @@ def test_end_to_end_against_a_git_ref(tmp_path):
 
     from tests.conftest import REPO
 
-    work = tmp_path / "repo"
-    work.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"], capture_output=True,
-                             check=True, timeout=60)
-    subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True, timeout=60)
+    work = tmp_path / "repo"                 # the working tree as it is (what the tests are testing)
+    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "*.egg-info",
+                                                              ".pytest_cache", ".ruff_cache", ".hypothesis"))
     git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True, timeout=30)
     subprocess.run([*git, "add", "-A"], check=True, timeout=30)
@@ -89,6 +88,17 @@ def test_end_to_end_against_a_git_ref(tmp_path):
     assert "### llm-fleet `dev`: this PR vs `HEAD`" in md
     assert "| l4-spot |" in md and "(**+$" in md                       # two more hours a weekday cost more
     assert "aws:scheduler/schedule:Schedule" in md and "scheduleExpression" in md
+    assert "**Policy:** 0 mandatory violation(s)" in md
     bad = subprocess.run([sys.executable, "-m", "scripts.fleet", "diff", "--stack", "dev", "--base", "nope"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--base nope: not a commit" in bad.stderr
+
+
+def test_policy_section_blocks_on_mandatory_violations():
+    from scripts.cmd_diff import policy_markdown
+    found = [{"policy": "llmfleet-imdsv2-required", "level": "mandatory", "resource": "lt", "message": "m"},
+             {"policy": "llmfleet-internal-lb-tls", "level": "advisory", "resource": "svc", "message": "a"}]
+    text = "\n".join(policy_markdown(found))
+    assert "1 mandatory violation(s), 1 advisory" in text and "will block this" in text
+    assert text.index("**BLOCK**") < text.index("advisory `llmfleet-internal-lb-tls`")
+    assert "not checked" in "\n".join(policy_markdown(None))

@@ -14,24 +14,22 @@ from tests.conftest import REPO, SHIPPED
 sys.path.insert(0, str(REPO / "policy"))
 import llmfleet_policies as lp  # noqa: E402
 
-RESOURCE_CHECKS = (lp.check_gpu_pool_max_size, lp.check_exposed_endpoint, lp.check_images_pinned,
-                   lp.check_helm_chart_pinned, lp.check_engine_pods, lp.check_imdsv2)
-STACK_CHECKS = (lp.check_spot_fallback, lp.check_buckets, lp.check_nodegroup_subnets,
-                lambda rs: lp.check_gpu_total(rs, lp.DEFAULT_MAX_TOTAL_GPUS))
-
-
-def as_policy_resources(records):
-    """Render records in the shape the checks read: props carry the mock id the program wired with."""
-    return [{"type": r["type"], "name": r["name"], "urn": f"urn:pulumi:stack::llm-fleet::{r['type']}::{r['name']}",
-             "parent": r["parent"], "props": {**r["inputs"], "id": f"{r['name']}-id"}} for r in records]
+from scripts.policy_check import as_policy_resources, verdicts  # noqa: E402
 
 
 @pytest.mark.parametrize("stack", SHIPPED)
 def test_shipped_stack_passes_every_mandatory_policy(rendered, stack):
-    resources = as_policy_resources(rendered(stack))
-    problems = [f"{r['type']} {r['name']}: {m}" for r in resources for check in RESOURCE_CHECKS for m in check(r)]
-    problems += [v.message for check in STACK_CHECKS for v in check(resources)]
-    assert problems == []
+    found = verdicts(rendered(stack))
+    assert found is not None and [v for v in found if v["level"] == "mandatory"] == []
+    # what is left is advisory only: the internal gateway NLB without TLS (allowed inside the VPC)
+    assert {v["policy"] for v in found} <= {"llmfleet-internal-lb-tls"}
+
+
+def test_a_mandatory_violation_is_reported_with_its_policy_id(rendered):
+    records = [dict(r, inputs={**r["inputs"], "metadataOptions": {"httpTokens": "optional"}})
+               if r["type"] == lp.LAUNCH_TEMPLATE else r for r in rendered("dev")]
+    found = verdicts(records)
+    assert any(v["policy"] == "llmfleet-imdsv2-required" and v["level"] == "mandatory" for v in found)
 
 
 def test_the_checks_see_the_rendered_resources(rendered):
