@@ -114,3 +114,13 @@ def test_stack_file_name_and_yaml_errors(tmp_path):
         load_stack_file(tmp_path / "Pulumi.missing.yaml")
     with pytest.raises(ConfigError, match="named Pulumi.<stack>.yaml"):
         load_stack_file(tmp_path / "stack.yaml")
+
+
+def test_existing_cluster_kubeconfig_secret_must_be_a_stack_secret(stack_values):
+    values = stack_values("dev")
+    values["llm-fleet:cluster"] = {"existing": {"kubeconfig": {"pulumiSecret": "kubeconfig"}}}
+    with pytest.raises(ConfigError, match="'kubeconfig' is not a secret in this stack"):
+        parse(values)
+    values["llm-fleet:kubeconfig"] = {"secure": "v1:abc"}
+    cfg = parse(values, secret_keys={"llm-fleet:kubeconfig"})
+    assert cfg.cluster.existing.kubeconfig.pulumi_key == "kubeconfig"
