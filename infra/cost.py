@@ -106,11 +106,6 @@ def model_cost(spec: ModelSpec, deployments: Sequence[DeploymentPlan], all_deplo
                      break_even_million_tokens_per_day=break_even)
 
 
-def hourly_now(pool: PoolCost, nodes: int) -> float:
-    """What a pool costs per hour at `nodes` nodes (the jobs print this for each action)."""
-    return pool.hourly_usd * nodes
-
-
 def parse_month(text: str) -> tuple[int, int]:
     try:
         moment = datetime.strptime(text, "%Y-%m")
