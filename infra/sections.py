@@ -342,7 +342,7 @@ def parse_jobs(node: Node) -> JobsSpec:
     if spec.in_cluster and spec.image is None:
         raise ConfigError(f"{node.sub('image')}: inCluster jobs need an image with llm-fleet installed "
                           "(build Dockerfile.jobs and push it to your registry), pinned by tag or digest")
-    if spec.image is not None and spec.image.endswith(":latest"):
+    if spec.image is not None and "@" not in spec.image and spec.image.rsplit(":", 1)[-1] == "latest":
         raise ConfigError(f"{node.sub('image')}: {spec.image!r} is not pinned; use a version tag or a digest")
     if spec.github_oidc_provider_arn and not spec.github_repo:
         raise ConfigError(f"{node.sub('githubRepo')}: the GitHub OIDC trust needs the repository (owner/name)")

@@ -124,3 +124,15 @@ def test_existing_cluster_kubeconfig_secret_must_be_a_stack_secret(stack_values)
     values["llm-fleet:kubeconfig"] = {"secure": "v1:abc"}
     cfg = parse(values, secret_keys={"llm-fleet:kubeconfig"})
     assert cfg.cluster.existing.kubeconfig.pulumi_key == "kubeconfig"
+
+
+def test_jobs_image_must_be_pinned(stack_values):
+    values = stack_values("staging")
+    values["llm-fleet:jobs"]["image"] = "ghcr.io/acme/llm-fleet-jobs:latest"
+    with pytest.raises(ConfigError, match="jobs.image: .* is not pinned"):
+        parse(values)
+    values["llm-fleet:jobs"]["image"] = "ghcr.io/acme/llm-fleet-jobs"
+    with pytest.raises(ConfigError, match="pin the image by tag or digest"):
+        parse(values)
+    values["llm-fleet:jobs"]["image"] = "ghcr.io/acme/llm-fleet-jobs@sha256:" + "a" * 64
+    assert parse(values).jobs.image.endswith("a" * 64)
