@@ -19,6 +19,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.config import secret_output
 from infra.spec import ExistingCluster, SecretRef, StackConfig
 
 
@@ -26,9 +27,7 @@ def kubeconfig_input(existing: ExistingCluster) -> pulumi.Input[str]:
     """What the provider's `kubeconfig` gets: the path as written, or the kubeconfig text as a secret."""
     source = existing.kubeconfig
     if isinstance(source, SecretRef):
-        from infra.serving import secret_value
-
-        return secret_value(source)
+        return secret_output(source)
     return source
 
 

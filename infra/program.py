@@ -26,12 +26,8 @@ from infra.wiring import KubeTarget, WeightsSource
 
 def load(stack_dir: Path | None = None) -> tuple[StackConfig, Plan]:
     """Config and plan, or a RunError (the engine prints its message without a traceback)."""
-    import os
-
-    if stack_dir is not None:
-        os.environ["LLMFLEET_STACK_DIR"] = str(stack_dir)
     try:
-        cfg = load_from_pulumi()
+        cfg = load_from_pulumi() if stack_dir is None else load_from_pulumi(stack_dir)
         return cfg, build_plan(cfg)
     except (ConfigError, SizingError, CatalogError, HubError) as err:
         raise pulumi.RunError(str(err)) from None

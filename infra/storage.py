@@ -18,8 +18,9 @@ import pulumi_kubernetes as k8s
 
 from infra import names
 from infra.cluster import Cluster, iam_name, irsa_trust_policy
+from infra.config import secret_output
 from infra.plan import Plan
-from infra.spec import ModelSpec, SecretRef, StackConfig
+from infra.spec import ModelSpec, StackConfig
 from infra.wiring import KubeTarget, WeightsSource
 
 READER_SA = "weights-reader"
@@ -80,15 +81,6 @@ def writer_policy(bucket_arn: str, key_arn: str, prefixes: list[str]) -> dict:
         {"Sid": "EncryptWeights", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
          "Resource": key_arn},
     ]}
-
-
-def secret_value(ref: SecretRef) -> pulumi.Output[str]:
-    """The secret's value as a Pulumi secret Output: read from Secrets Manager at deploy time, or from the
-    stack's encrypted config. It never appears in clear text in the stack file or the state."""
-    if ref.secrets_manager_arn:
-        version = aws.secretsmanager.get_secret_version_output(secret_id=ref.secrets_manager_arn)
-        return pulumi.Output.secret(version.secret_string)
-    return pulumi.Config("llm-fleet").require_secret(ref.pulumi_key)
 
 
 def copy_script() -> str:
@@ -174,7 +166,7 @@ class WeightsStorage(pulumi.ComponentResource):
         if cfg.storage.hf_token is not None:
             token_secret = k8s.core.v1.Secret(
                 f"{name}-hf-token", metadata=k8s.meta.v1.ObjectMetaArgs(name=HF_TOKEN_SECRET, namespace=kube.namespace),
-                type="Opaque", string_data={"token": secret_value(cfg.storage.hf_token)}, opts=kopts)
+                type="Opaque", string_data={"token": secret_output(cfg.storage.hf_token)}, opts=kopts)
         script = k8s.core.v1.ConfigMap(
             f"{name}-script", metadata=k8s.meta.v1.ObjectMetaArgs(name=SCRIPT_CONFIGMAP, namespace=kube.namespace),
             data={SCRIPT_FILE: copy_script()}, opts=kopts)

@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 
 from infra import names
 from infra.catalog import load_catalog
+from infra.config import secret_output
 from infra.plan import Plan
 from infra.serving import autoscaling, controllers, engines, gateway_k8s, monitoring
 from infra.spec import ModelSpec, SecretRef, StackConfig
@@ -195,23 +196,12 @@ class Serving(pulumi.ComponentResource):
         return k8s.core.v1.Secret(
             f"{self._name}-{secret}",
             metadata={"name": secret, "namespace": self._ns, "labels": {"app.kubernetes.io/part-of": "llm-fleet"}},
-            type="Opaque", string_data={key: secret_value(ref) for key, ref in refs.items()},
+            type="Opaque", string_data={key: secret_output(ref) for key, ref in refs.items()},
             opts=self._kube.opts(self))
 
     def _plain_secret(self, secret: str, refs: dict[str, SecretRef]) -> tuple[str, str]:
         self._plain_secret_resource(secret, refs)
         return secret, next(iter(refs))
-
-
-def secret_value(ref: SecretRef) -> pulumi.Output[str]:
-    """A key's value as a Pulumi secret: from the stack's secret config, or read from Secrets Manager at
-    deploy time with the deployer's credentials (used where no in-cluster AWS identity exists)."""
-    if ref.pulumi_key is not None:
-        return pulumi.Config("llm-fleet").require_secret(ref.pulumi_key)
-    import pulumi_aws as aws
-
-    version = aws.secretsmanager.get_secret_version_output(secret_id=ref.secrets_manager_arn)
-    return pulumi.Output.secret(version.secret_string)
 
 
 def _weights_plan(model: ModelSpec, weights: WeightsSource | None, region: str,
