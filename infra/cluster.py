@@ -253,6 +253,6 @@ class Cluster(pulumi.ComponentResource):
                                                               desired_size=spec.system_min),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=lt.id, version=lt.latest_version.apply(str)),
-            labels={names.LABEL_ROLE: "system"}, tags={**tags, "llm-fleet/pool": SYSTEM_POOL},
+            labels={names.LABEL_ROLE: "system"}, tags={**tags, names.LABEL_POOL: SYSTEM_POOL},
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends,
                                         ignore_changes=["scalingConfig.desiredSize"]))

@@ -31,7 +31,7 @@ def jobs_policy(cfg: StackConfig, partition: str, account: str, bucket: str, key
          "Action": ["eks:DescribeNodegroup", "eks:UpdateNodegroupConfig", "eks:TagResource", "eks:UntagResource"],
          "Resource": f"arn:{partition}:eks:{region}:{account}:nodegroup/{cluster}/*/*"},
         {"Sid": "Lock", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-         "Resource": f"arn:{partition}:s3:::{bucket}/locks/{cfg.stack}.json"},
+         "Resource": f"arn:{partition}:s3:::{bucket}/{names.lock_key(cfg.stack)}"},
         {"Sid": "LockKey", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": key_arn},
         # `fleet sweep` notes spot pools that fell back to on-demand; Describe* takes no resource scoping
         {"Sid": "Instances", "Effect": "Allow", "Action": ["ec2:DescribeInstances"], "Resource": "*",

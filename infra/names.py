@@ -32,6 +32,11 @@ def bucket_name(cfg: StackConfig, account_id: str) -> str:
     return f"{PROJECT}-{cfg.stack}-{account_id}-{cfg.region}"[:63].rstrip("-.")
 
 
+def lock_key(stack: str) -> str:
+    """The S3 object the jobs lock a stack with (the jobs role is allowed exactly this key)."""
+    return f"locks/{stack}.json"
+
+
 def deployment_name(model: ModelSpec | str, pool: str) -> str:
     """Kubernetes name of one model's engine on one pool (a Deployment or a LeaderWorkerSet)."""
     name = model if isinstance(model, str) else model.name

@@ -158,7 +158,7 @@ class Network(pulumi.ComponentResource):
         self._placement: dict[str, pulumi.Output[str]] = {
             pool: aws.ec2.PlacementGroup(
                 f"{name}-pg-{pool}", name=names.nodegroup_name(cfg, pool), strategy="cluster",
-                tags={**self._tags, "llm-fleet/pool": pool}, opts=self._child).name
+                tags={**self._tags, names.LABEL_POOL: pool}, opts=self._child).name
             for pool in self._multi}
         self.register_outputs({"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids,
                                "public_subnet_ids": self.public_subnet_ids})

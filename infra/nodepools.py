@@ -129,7 +129,7 @@ class GpuNodePools(pulumi.ComponentResource):
             raid = raid_nvme(pool, catalog)
             template_tags = node_template_tags(pool, shape, labels, pool.name in multi, raid)
             lt = self._launch_template(pool, shape, cluster, network, pool.name in multi, raid, tags)
-            group_tags = {**tags, **template_tags, "llm-fleet/pool": pool.name,
+            group_tags = {**tags, **template_tags, names.LABEL_POOL: pool.name,
                           "llm-fleet/gpus-per-node": str(shape.gpu_count),
                           "llm-fleet/large-models": large_models(plan, pool.name)}
             ng = aws.eks.NodeGroup(
@@ -186,9 +186,9 @@ class GpuNodePools(pulumi.ComponentResource):
                     delete_on_termination="true"))],
             user_data=user_data(pool, raid),
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
-                resource_type=kind, tags={**tags, "Name": node_name, "llm-fleet/pool": pool.name})
+                resource_type=kind, tags={**tags, "Name": node_name, names.LABEL_POOL: pool.name})
                 for kind in ("instance", "volume")],
-            tags={**tags, "llm-fleet/pool": pool.name},
+            tags={**tags, names.LABEL_POOL: pool.name},
             opts=pulumi.ResourceOptions(parent=self), **extra)
 
     def _schedules(self, cfg: StackConfig, cluster: Cluster, tags: dict[str, str]) -> None:

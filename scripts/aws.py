@@ -172,7 +172,7 @@ class StackLock:
 
     def __init__(self, s3: Any, bucket: str, stack: str, command: str, *, clock: Callable[[], datetime],
                  ttl: timedelta = timedelta(minutes=15)):
-        self.s3, self.bucket, self.key, self.clock, self.ttl = s3, bucket, f"locks/{stack}.json", clock, ttl
+        self.s3, self.bucket, self.key, self.clock, self.ttl = s3, bucket, names.lock_key(stack), clock, ttl
         self.command = command
         self.owner = whoami()
         self.token = uuid.uuid4().hex

@@ -89,7 +89,7 @@ def survey(job: Job, pool: PoolSpec, end: datetime) -> None:
             continue
         if not job.args.purchase:
             continue
-        tags = {**names.tags(job.cfg, "capacity"), "llm-fleet/pool": pool.name}
+        tags = {**names.tags(job.cfg, "capacity"), names.LABEL_POOL: pool.name}
         if job.dry_run:
             job.emit(action="purchase", **base, offering=best.id, upfrontUSD=best.upfront_usd,
                      reason="would purchase the cheapest covering offering")

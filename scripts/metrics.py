@@ -22,8 +22,10 @@ from typing import Protocol
 
 import requests
 
+from infra import names
+
 POOL_LABEL = "llm_fleet_pool"           # Prometheus target label from the pod label llm-fleet/pool
-POOL_NODE_LABEL = "llm-fleet/pool"
+POOL_NODE_LABEL = names.LABEL_POOL
 IN_FLIGHT = ("vllm:num_requests_running", "vllm:num_requests_waiting",
              "sglang:num_running_reqs", "sglang:num_queue_reqs")
 FINISHED = ("vllm:request_success_total", "sglang:num_requests_total")

@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import names
 from infra.wiring import KubeTarget
 
 
@@ -74,7 +75,7 @@ def dcgm_values() -> dict:
             "serviceMonitor": {"enabled": False},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "llm-fleet/gpu", "operator": "Exists"}]}]}}}}
+                {"matchExpressions": [{"key": names.LABEL_GPU, "operator": "Exists"}]}]}}}}
 
 
 def lws_values() -> dict:

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from infra import names
 from infra.serving import gateway as gw
 from infra.spec import SecretRef, StackConfig
 
@@ -40,7 +41,7 @@ SECRET_STORE = "aws-secrets-manager"
 ESO_API = "external-secrets.io/v1"
 GENERATOR_API = "generators.external-secrets.io/v1alpha1"
 REFRESH = "1h"
-LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "llm-fleet", "llm-fleet/role": "gateway"}
+LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "llm-fleet", names.LABEL_ROLE: "gateway"}
 
 
 def env_name(prefix: str, name: str) -> str:
