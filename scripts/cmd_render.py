@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 
-from infra.plan import build_plan
 from scripts.common import UserError, add_stack_args, load_stack, stack_path
 
 HELP = "print every resource the program would create (offline, deterministic)"
@@ -20,12 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def render_records(args: argparse.Namespace) -> list[dict]:
-    """Validate and plan first (the same message as `fleet plan`), then run the program under mocks."""
+    """Run the program under mocks. A bad stack file is refused with `fleet plan`'s message: file and
+    YAML errors by loading it here, schema and sizing errors by the program, which plans the same way."""
     import pulumi
 
     from scripts.render import render
 
-    build_plan(load_stack(args))
+    load_stack(args)
     try:
         return render(stack_path(args))
     except pulumi.RunError as err:
