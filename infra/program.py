@@ -13,14 +13,14 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import names
-from infra.catalog import CatalogError
-from infra.config import load_from_pulumi
-from infra.hub import HubError
-from infra.plan import Plan, build_plan
-from infra.reader import ConfigError
-from infra.sizing import SizingError
-from infra.spec import StackConfig
+from infra.planning.catalog import CatalogError
+from infra.planning.hub import HubError
+from infra.planning.plan import Plan, build_plan
+from infra.planning.sizing import SizingError
+from infra.runtime import load_from_pulumi
+from infra.stack import names
+from infra.stack.reader import ConfigError
+from infra.stack.spec import StackConfig
 from infra.wiring import KubeTarget, WeightsSource
 
 
@@ -37,10 +37,10 @@ def build(stack_dir: Path | None = None) -> None:
     cfg, plan = load(stack_dir)
     weights: WeightsSource | None = None
     if cfg.cluster.existing is None:
-        from infra.cluster import Cluster
-        from infra.network import Network
-        from infra.nodepools import GpuNodePools
-        from infra.storage import WeightsStorage
+        from infra.aws.cluster import Cluster
+        from infra.aws.network import Network
+        from infra.aws.nodepools import GpuNodePools
+        from infra.aws.storage import WeightsStorage
 
         account_id = aws.get_caller_identity().account_id
         network = Network("network", cfg, plan)
@@ -52,7 +52,7 @@ def build(stack_dir: Path | None = None) -> None:
         # webhook must see the gateway Service; the device plugin must advertise GPUs)
         kube = dataclasses.replace(kube, ready=(pools,))
         weights = storage.source
-        from infra.jobs import FleetJobs
+        from infra.aws.jobs import FleetJobs
 
         jobs = FleetJobs("jobs", cfg, cluster, kube, storage.bucket_name, storage.key_arn, account_id)
         if jobs.github_role_arn is not None:
@@ -62,7 +62,7 @@ def build(stack_dir: Path | None = None) -> None:
         pulumi.export("nodeGroups", {p: ng.node_group_name for p, ng in pools.node_groups.items()})
         pulumi.export("weightsBucket", storage.bucket_name)
     else:
-        from infra.existing import existing_provider
+        from infra.serving.existing import existing_provider
 
         kube = _kube_target(cfg, existing_provider(cfg), managed=False, cluster_name=None)
 

@@ -30,9 +30,10 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from infra import names
-from infra.fleetops import NodeGroup, Offering, Reservation, Scaling, iso
-from infra.spec import StackConfig
+from infra.planning.capacity import Offering, Reservation
+from infra.planning.fleetops import NodeGroup, Scaling, iso
+from infra.stack import names
+from infra.stack.spec import StackConfig
 from scripts.common import UserError
 
 MAX_ATTEMPTS = 6                       # botocore standard mode, per call

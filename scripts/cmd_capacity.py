@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timedelta
 
-from infra import names
-from infra.fleetops import capacity_spans, cheapest_covering, covering, iso, quote
-from infra.spec import PoolSpec
+from infra.planning.capacity import capacity_spans, cheapest_covering, covering, quote
+from infra.planning.fleetops import iso
+from infra.stack import names
+from infra.stack.spec import PoolSpec
 from scripts import aws
 from scripts.cmd_reconcile import Deps, Job, add_job_arguments, run_locked
 from scripts.common import UserError

@@ -156,7 +156,7 @@ def base_outputs(base_ref: str, stack_file: Path) -> tuple[list[dict], dict | No
 
 
 def run(args: argparse.Namespace) -> int:
-    from infra.plan import build_plan
+    from infra.planning.plan import build_plan
     from scripts.cmd_render import render_records
     from scripts.common import load_stack
     from scripts.policy_check import verdicts

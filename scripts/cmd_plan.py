@@ -9,8 +9,8 @@ import argparse
 import json
 import sys
 
-from infra.cost import parse_month
-from infra.plan import Plan, build_plan
+from infra.planning.cost import parse_month
+from infra.planning.plan import Plan, build_plan
 from scripts.common import UserError, add_stack_args, load_stack
 
 HELP = "size models against pools and cost the stack (offline)"

@@ -21,10 +21,10 @@ from typing import Any, TextIO
 import requests
 from botocore.exceptions import ClientError
 
-from infra import names
-from infra.catalog import CatalogError, load_catalog
-from infra.fleetops import Action, NodeGroup, Price, hold, plan_reconcile, pool_prices
-from infra.spec import StackConfig
+from infra.planning.catalog import CatalogError, load_catalog
+from infra.planning.fleetops import Action, NodeGroup, Price, hold, plan_reconcile, pool_prices
+from infra.stack import names
+from infra.stack.spec import StackConfig
 from scripts import aws, metrics
 from scripts.common import UserError, add_stack_args, emit, load_stack
 

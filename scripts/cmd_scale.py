@@ -14,7 +14,7 @@ import os
 import re
 from datetime import datetime, timedelta
 
-from infra.fleetops import UPDATABLE, Override, check_override, iso, plan_override
+from infra.planning.fleetops import UPDATABLE, Override, check_override, iso, plan_override
 from scripts import aws, metrics
 from scripts.cmd_reconcile import Deps, Job, add_job_arguments, parse_time, run_locked
 from scripts.common import UserError

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from infra.fleetops import status_row
+from infra.planning.fleetops import status_row
 from scripts.cmd_reconcile import Deps, Job, add_job_arguments
 
 HELP = "show each pool's scheduled size, AWS size, next transitions and cost now"

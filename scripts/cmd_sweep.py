@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from infra.fleetops import Activity, NodeGroup, plan_sweep
+from infra.planning.fleetops import Activity, NodeGroup, plan_sweep
 from scripts import aws
 from scripts.cmd_reconcile import Deps, Job, add_job_arguments, run_locked
 

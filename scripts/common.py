@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra.config import load_stack_file
-from infra.spec import StackConfig
+from infra.stack.config import load_stack_file
+from infra.stack.spec import StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,10 +7,10 @@ import argparse
 import importlib
 import sys
 
-from infra.catalog import CatalogError
-from infra.hub import HubError
-from infra.reader import ConfigError
-from infra.sizing import SizingError
+from infra.planning.catalog import CatalogError
+from infra.planning.hub import HubError
+from infra.planning.sizing import SizingError
+from infra.stack.reader import ConfigError
 from scripts.common import run_command
 
 # name -> module under scripts/ exposing add_arguments(parser), run(args) and HELP

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import requests
 
-from infra import names
+from infra.stack import names
 
 POOL_LABEL = "llm_fleet_pool"           # Prometheus target label from the pod label llm-fleet/pool
 POOL_NODE_LABEL = names.LABEL_POOL

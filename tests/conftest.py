@@ -1,4 +1,4 @@
-"""Shared fixtures. Pulumi mocks are set in tests/program/conftest.py, before the program is imported."""
+"""Shared fixtures and record helpers. Renders run the real program under the SDK mocks (scripts/render.py)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def rendered():
         path = Path(stack) if isinstance(stack, Path) else STACKS / f"Pulumi.{stack}.yaml"
         return list(render_cached(str(path)))
     return get
+
+
+def of_type(records, typ: str) -> list[dict]:
+    return [r for r in records if r["type"] == typ]
+
+
+def named(records, name: str, typ: str | None = None) -> dict:
+    matches = [r for r in records if r["name"] == name and (typ is None or r["type"] == typ)]
+    assert len(matches) == 1, f"{len(matches)} resources named {name!r}"
+    return matches[0]

@@ -17,12 +17,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra import names
-from infra.cluster import Cluster, iam_name
-from infra.network import Network, multi_node_pools
-from infra.nodepools import DEVICE_PLUGIN_LABEL, EFA_LABEL, GPU_TAINT_KEY, is_bottlerocket
-from infra.plan import Plan
-from infra.spec import StackConfig
+from infra.aws.cluster import Cluster, iam_name
+from infra.aws.network import Network, multi_node_pools
+from infra.aws.nodes import DEVICE_PLUGIN_LABEL, EFA_LABEL, GPU_TAINT_KEY, is_bottlerocket
+from infra.planning.plan import Plan
+from infra.stack import names
+from infra.stack.spec import StackConfig
 from infra.wiring import KubeTarget
 
 # kubernetes/autoscaler: tag cluster-autoscaler-chart-9.59.0 (2026-07-21), charts/cluster-autoscaler/Chart.yaml.
@@ -82,7 +82,7 @@ def autoscaler_policy(cluster_name: str) -> dict:
 
 
 def lb_controller_policy() -> str:
-    return resources.files("infra.data").joinpath(LBC_POLICY_FILE).read_text(encoding="utf-8")
+    return resources.files("infra.aws.data").joinpath(LBC_POLICY_FILE).read_text(encoding="utf-8")
 
 
 def _node_affinity(key: str, operator: str, values: list[str] | None = None) -> dict:

@@ -13,9 +13,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import names
-from infra.network import Network
-from infra.spec import StackConfig
+from infra.aws.network import Network
+from infra.stack import names
+from infra.stack.spec import StackConfig
 
 # EKS add-on versions per Kubernetes minor version. Sources: the Amazon EKS user guide's version tables
 # (managing-kube-proxy, managing-coredns, managing-vpc-cni; snapshots read 2026-08) for kube-proxy,

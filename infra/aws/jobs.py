@@ -10,10 +10,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import names
-from infra.cluster import Cluster, iam_name, irsa_trust_policy
-from infra.config import stack_document
-from infra.spec import StackConfig
+from infra.aws.cluster import Cluster, iam_name, irsa_trust_policy
+from infra.runtime import stack_document
+from infra.stack import names
+from infra.stack.spec import StackConfig
 from infra.wiring import KubeTarget
 
 SERVICE_ACCOUNT = "fleet-jobs"
@@ -58,12 +58,10 @@ def github_trust_policy(provider_arn: str, repo: str) -> dict:
 def in_cluster_prometheus(cfg: StackConfig) -> str | None:
     """Where in-cluster jobs read engine load: the stack's choice, else the Prometheus this stack installs
     (kube-prometheus-stack's Service), else the existing one monitoring names."""
-    from infra.serving.controllers import PROMETHEUS
-
     if cfg.jobs.prometheus_url:
         return cfg.jobs.prometheus_url
     if cfg.monitoring.prometheus == "install":
-        return f"http://{PROMETHEUS.release}-prometheus.{PROMETHEUS.namespace}.svc.cluster.local:9090"
+        return names.PROMETHEUS_URL
     return cfg.monitoring.prometheus_url
 
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra import names
-from infra.plan import Plan
-from infra.spec import PoolSpec, StackConfig
+from infra.planning.plan import Plan
+from infra.stack import names
+from infra.stack.spec import PoolSpec, StackConfig
 
 MAX_AZ_SLOT = 8          # subnet CIDRs are carved by the AZ id's number (use1-az4 -> slot 3)
 ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs")

@@ -14,21 +14,25 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from infra import names
-from infra.catalog import InstanceShape, load_catalog
-from infra.cluster import Cluster, field, iam_name
-from infra.network import Network
-from infra.plan import Plan
-from infra.schedule_cron import cron_actions
-from infra.spec import PoolSpec, StackConfig
+from infra.aws.cluster import Cluster, field, iam_name
+from infra.aws.network import Network
+from infra.aws.nodes import (
+    CA_GPU_LABEL,
+    CA_TEMPLATE,
+    DEVICE_PLUGIN_LABEL,
+    EFA_LABEL,
+    GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
+    is_bottlerocket,
+)
+from infra.planning.catalog import InstanceShape, load_catalog
+from infra.planning.plan import Plan
+from infra.planning.schedule_cron import cron_actions
+from infra.stack import names
+from infra.stack.spec import PoolSpec, StackConfig
 from infra.wiring import KubeTarget
 
 CAPACITY_TYPES = {"on-demand": "ON_DEMAND", "spot": "SPOT", "capacity-block": "CAPACITY_BLOCK"}
-GPU_TAINT_KEY, GPU_TAINT_VALUE = "nvidia.com/gpu", "true"
-CA_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
-CA_GPU_LABEL = "k8s.amazonaws.com/accelerator"   # cluster-autoscaler's AWS GPULabel (aws_cloud_provider.go)
-DEVICE_PLUGIN_LABEL = "llm-fleet/device-plugin"   # AL2023 nodes run NVIDIA's DaemonSet; Bottlerocket ships one
-EFA_LABEL = "vpc.amazonaws.com/efa.present"
 # nodeadm mounts the RAID0 at /mnt/k8s-disks/0 and moves /var/lib/kubelet onto it, as Bottlerocket's
 # ephemeral-storage bind does: on both AMIs an emptyDir model cache lands on the instance-store NVMe.
 NVME_MOUNT = "/mnt/k8s-disks/0"
@@ -39,10 +43,6 @@ SCHEDULE_TARGET = "arn:aws:scheduler:::aws-sdk:eks:updateNodegroupConfig"
 
 
 # ---------------------------------------------------------------------------------------------- pure
-
-def is_bottlerocket(pool: PoolSpec) -> bool:
-    return pool.ami_type.startswith("BOTTLEROCKET")
-
 
 def raid_nvme(pool: PoolSpec, catalog=None) -> bool:
     catalog = catalog or load_catalog()
@@ -112,8 +112,8 @@ class GpuNodePools(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, plan: Plan, cluster: Cluster, network: Network,
                  kube: KubeTarget, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmfleet:nodepools:GpuNodePools", name, None, opts)
-        from infra.addons import ClusterAddons
-        from infra.network import multi_node_pools
+        from infra.aws.addons import ClusterAddons
+        from infra.aws.network import multi_node_pools
 
         self._cfg, self._name = cfg, name
         catalog = load_catalog()

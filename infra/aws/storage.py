@@ -16,11 +16,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import names
-from infra.cluster import Cluster, iam_name, irsa_trust_policy
-from infra.config import secret_output
-from infra.plan import Plan
-from infra.spec import ModelSpec, StackConfig
+from infra.aws.cluster import Cluster, iam_name, irsa_trust_policy
+from infra.planning.plan import Plan
+from infra.runtime import secret_output
+from infra.stack import names
+from infra.stack.spec import ModelSpec, StackConfig
 from infra.wiring import KubeTarget, WeightsSource
 
 READER_SA = "weights-reader"
@@ -84,7 +84,7 @@ def writer_policy(bucket_arn: str, key_arn: str, prefixes: list[str]) -> dict:
 
 
 def copy_script() -> str:
-    return resources.files("infra.data").joinpath(SCRIPT_FILE).read_text(encoding="utf-8")
+    return resources.files("infra.aws.data").joinpath(SCRIPT_FILE).read_text(encoding="utf-8")
 
 
 class WeightsStorage(pulumi.ComponentResource):

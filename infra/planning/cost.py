@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from infra.catalog import ApiPrice, InstanceShape
-from infra.schedule import AVERAGE_MONTH_HOURS, average_monthly_node_hours, month_bounds, node_hours
-from infra.sizing import DeploymentPlan
-from infra.spec import ModelSpec, PoolSpec
+from infra.planning.catalog import ApiPrice, InstanceShape
+from infra.planning.schedule import AVERAGE_MONTH_HOURS, average_monthly_node_hours, month_bounds, node_hours
+from infra.planning.sizing import DeploymentPlan
+from infra.stack.spec import ModelSpec, PoolSpec
 
 DAYS_PER_MONTH = 365 / 12
 

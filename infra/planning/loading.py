@@ -24,7 +24,7 @@ class LoadEstimate:
 
 @functools.cache
 def rates() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("infra.catalog").joinpath("loading.yaml").read_text())
+    return yaml.safe_load(resources.files("infra.planning.catalog").joinpath("loading.yaml").read_text())
 
 
 def estimate_load(weights_gb: float, method: str, shape: Any, nodes: int) -> LoadEstimate:

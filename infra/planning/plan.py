@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.catalog import Catalog, CatalogError, load_catalog
-from infra.cost import ModelCost, PoolCost, model_cost, pool_cost
-from infra.hub import fetch_config
-from infra.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
-from infra.spec import StackConfig
+from infra.planning.catalog import Catalog, CatalogError, load_catalog
+from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
+from infra.planning.hub import fetch_config
+from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
+from infra.stack.spec import StackConfig
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Each action is one `cron(M H ? * DAYS *)` in the pool's own IANA zone (EventBridge evaluates it in
 local wall-clock time, DST included) that sets the node group's scaling config. The actions are the
-change points of the weekly size profile that `infra.schedule.size_at` describes: a window's start is
+change points of the weekly size profile that `infra.planning.schedule.size_at` describes: a window's start is
 moved earlier by the pre-warm lead (a 00:15 start with 30 minutes of pre-warm fires at 23:45 the
 previous day, so the day-of-week field moves too), overlapping windows take the larger size, and a
 window that starts (pre-warm included) before the previous one ends gets no scale-down in between.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from infra.schedule import DAYS, Schedule
+from infra.stack.windows import DAYS, Schedule
 
 DAY_MINUTES = 24 * 60
 WEEK_MINUTES = 7 * DAY_MINUTES

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.catalog import Catalog, CatalogModel, InstanceShape
-from infra.hub import HubError, fetch_config, read_local
-from infra.loading import LoadEstimate, estimate_load
-from infra.modelarch import ArchError, ModelArch, arch_from_config
-from infra.spec import EngineImage, ModelSpec, Placement, PoolSpec
+from infra.planning.catalog import Catalog, CatalogModel, InstanceShape
+from infra.planning.hub import HubError, fetch_config, read_local
+from infra.planning.loading import LoadEstimate, estimate_load
+from infra.planning.modelarch import ArchError, ModelArch, arch_from_config
+from infra.stack.spec import EngineImage, ModelSpec, Placement, PoolSpec
 
 GB = 1e9
 MIN_CONTEXT = 4096            # below this a chat model is of little use; the planner will not go lower

@@ -11,12 +11,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import names
-from infra.catalog import load_catalog
-from infra.config import secret_output
-from infra.plan import Plan
+from infra.planning.catalog import load_catalog
+from infra.planning.plan import Plan
+from infra.runtime import secret_output
 from infra.serving import autoscaling, controllers, engines, gateway_k8s, monitoring
-from infra.spec import ModelSpec, SecretRef, StackConfig
+from infra.stack import names
+from infra.stack.spec import ModelSpec, SecretRef, StackConfig
 from infra.wiring import KubeTarget, WeightsSource
 
 HF_SECRET = "engine-hf-token"   # weights storage owns "hf-token" on EKS
@@ -39,7 +39,7 @@ class Serving(pulumi.ComponentResource):
                                       "EKS node groups label their nodes llm-fleet/pool=<name>")
         specs = self._engine_specs(cfg, plan, weights)
         mon = cfg.monitoring
-        prom_url = {"install": monitoring.PROMETHEUS_URL, "existing": mon.prometheus_url}.get(mon.prometheus)
+        prom_url = {"install": names.PROMETHEUS_URL, "existing": mon.prometheus_url}.get(mon.prometheus)
 
         self._lws = (controllers.release(f"{name}-lws", controllers.LWS, controllers.lws_values(), self, kube)
                      if any(s.multi_node for s in specs) else None)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from infra.schedule import DAYS, Schedule, Window
-from infra.sizing import DeploymentPlan
+from infra.planning.sizing import DeploymentPlan
+from infra.stack.windows import DAYS, Schedule, Window
 
 KEDA_API = "keda.sh/v1alpha1"
 LARGE_MODEL_GB = 200

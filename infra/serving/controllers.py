@@ -23,7 +23,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import names
+from infra.stack import names
 from infra.wiring import KubeTarget
 
 
@@ -40,8 +40,8 @@ LWS = Chart("lws", "oci://registry.k8s.io/lws/charts/lws", "0.10.0", None, "lws-
 LWS_IMAGE_TAG = "v0.10.0"     # the published chart sets it (hack/push-chart.sh); pinned here as well
 KEDA = Chart("keda", "keda", "2.20.2", "https://kedacore.github.io/charts", "keda")
 ESO = Chart("external-secrets", "external-secrets", "2.9.0", "https://charts.external-secrets.io", "external-secrets")
-PROMETHEUS = Chart("kube-prometheus-stack", "kube-prometheus-stack", "88.5.3",
-                   "https://prometheus-community.github.io/helm-charts", "monitoring")
+PROMETHEUS = Chart(names.PROMETHEUS_RELEASE, "kube-prometheus-stack", "88.5.3",
+                   "https://prometheus-community.github.io/helm-charts", names.MONITORING_NAMESPACE)
 DCGM = Chart("dcgm-exporter", "dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts",
              "llm-fleet")
 DCGM_IMAGE_TAG = "4.5.3-4.8.2-distroless"

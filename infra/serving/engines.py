@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
-from infra.sizing import PORT, DeploymentPlan
+from infra.planning.sizing import PORT, DeploymentPlan
+from infra.stack.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
 
 # Pinned: peakcom/s5cmd v2.3.0, the upstream image (alpine, /bin/sh, binary at /s5cmd); seen pinned the
 # same way in public manifests (find_string "peakcom/s5cmd:v2.3.0"). Speaks the AWS default credential

@@ -19,8 +19,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import secret_output
-from infra.spec import ExistingCluster, SecretRef, StackConfig
+from infra.runtime import secret_output
+from infra.stack.spec import ExistingCluster, SecretRef, StackConfig
 
 
 def kubeconfig_input(existing: ExistingCluster) -> pulumi.Input[str]:

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from infra import names
 from infra.serving import gateway as gw
-from infra.spec import SecretRef, StackConfig
+from infra.stack import names
+from infra.stack.spec import SecretRef, StackConfig
 
 # Pinned: LiteLLM publishes plain vX.Y.Z tags on GHCR since its move to SemVer (BerriAI/litellm-docs
 # PR #417; release notes "published as ghcr.io/berriai/litellm:v1.102.3"). 1.106.2 is the version

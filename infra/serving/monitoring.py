@@ -13,13 +13,14 @@ import json
 from importlib import resources
 from typing import Any
 
-from infra.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
+from infra.stack.names import (
+    LABEL_MODEL,
+    LABEL_POOL,
+    LABEL_ROLE,
+    PROMETHEUS_RELEASE,
+)
 
 MONITORING_API = "monitoring.coreos.com/v1"
-MONITORING_NAMESPACE = "monitoring"
-PROMETHEUS_RELEASE = "kube-prometheus-stack"
-# Service of the Prometheus the chart makes (kube-prometheus-stack: "<release>-prometheus", port 9090)
-PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
 DASHBOARD_FILE = "llm-fleet.json"
 LABELS = {"app.kubernetes.io/part-of": "llm-fleet", "release": PROMETHEUS_RELEASE}
 

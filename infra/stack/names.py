@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from infra.spec import ModelSpec, PoolSpec, StackConfig
+from infra.stack.spec import ModelSpec, PoolSpec, StackConfig
 
 PROJECT = "llm-fleet"
 NAMESPACE = "llm-fleet"                 # Kubernetes namespace for engines and gateway
@@ -14,6 +14,10 @@ LABEL_GPU = "llm-fleet/gpu"
 LABEL_CAPACITY = "llm-fleet/capacity"
 LABEL_MODEL = "llm-fleet/model"
 LABEL_ROLE = "llm-fleet/role"
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS_RELEASE = "kube-prometheus-stack"
+# Service of the Prometheus the chart makes (kube-prometheus-stack: "<release>-prometheus", port 9090)
+PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
 
 
 def cluster_name(cfg: StackConfig) -> str:

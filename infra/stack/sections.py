@@ -1,4 +1,4 @@
-"""The stack file's sections, key by key: each parser builds one frozen dataclass of infra/spec.py and
+"""The stack file's sections, key by key: each parser builds one frozen dataclass of infra/stack/spec.py and
 refuses what cannot work with the key path, the value and what would (see `reader.ConfigError`).
 Called only by `config.parse_config`."""
 
@@ -8,9 +8,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from infra.reader import ConfigError, Node
-from infra.schedule import parse_schedule
-from infra.spec import (
+from infra.stack.reader import ConfigError, Node
+from infra.stack.spec import (
     ClusterSpec,
     EngineImage,
     ExistingCluster,
@@ -27,6 +26,7 @@ from infra.spec import (
     TeamSpec,
     Throughput,
 )
+from infra.stack.windows import parse_schedule
 
 NAMESPACE = "llm-fleet"
 PROJECT = "llm-fleet"

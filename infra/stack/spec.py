@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from infra.schedule import Schedule
+from infra.stack.windows import Schedule
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import json
 import pulumi
 import pytest
 
-from infra.cluster import ADDON_VERSIONS, kubeconfig_for
+from infra.aws.cluster import ADDON_VERSIONS, kubeconfig_for
 from scripts.render import render
-from tests.program.conftest import named, of_type
-from tests.program.test_network import render_error, stack_file
+from tests.aws.test_network import render_error, stack_file
+from tests.conftest import named, of_type
 
 CLUSTER = "aws:eks/cluster:Cluster"
 ADDON = "aws:eks/addon:Addon"

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.data import copy_weights as cw
+from infra.aws.data import copy_weights as cw
 
 BUCKET = "weights"
 PREFIX = "models/m/main/"

@@ -7,10 +7,9 @@ import json
 
 import yaml
 
-from infra.config import load_stack_file
-from infra.jobs import SKIP_WHEN_LOCKED, github_trust_policy, jobs_policy
-from tests.conftest import STACKS
-from tests.program.conftest import named, of_type
+from infra.aws.jobs import SKIP_WHEN_LOCKED, github_trust_policy, jobs_policy
+from infra.stack.config import load_stack_file
+from tests.conftest import STACKS, named, of_type
 
 
 def test_policy_is_scoped_to_this_clusters_node_groups_and_the_stack_lock():
@@ -28,7 +27,7 @@ def test_policy_is_scoped_to_this_clusters_node_groups_and_the_stack_lock():
 
 
 def test_capacity_block_stacks_may_read_offerings_in_their_region_only(stack_values):
-    from infra.config import parse_config
+    from infra.stack.config import parse_config
     values = stack_values("prod")
     values["llm-fleet:pools"][0].update(capacity="capacity-block", capacityReservationId="cr-0123456789abcdef0")
     doc = jobs_policy(parse_config(values, "prod"), "aws", "1", "b", "k")

@@ -9,11 +9,10 @@ import pulumi
 import pytest
 import yaml
 
-from infra.network import choose_azs, subnet_cidrs
+from infra.aws.network import choose_azs, subnet_cidrs
 from scripts import render as render_module
 from scripts.render import render
-from tests.conftest import STACKS
-from tests.program.conftest import named, of_type
+from tests.conftest import STACKS, named, of_type
 
 SUBNET = "aws:ec2/subnet:Subnet"
 NAT = "aws:ec2/natGateway:NatGateway"
@@ -128,7 +127,7 @@ def test_subnet_cidrs_are_fixed_by_az_id():
 
 
 def test_choose_azs_keeps_pinned_azs_and_fills_in_region_order(stack_values):
-    from infra.config import parse_config
+    from infra.stack.config import parse_config
 
     values = stack_values("prod")
     values["llm-fleet:pools"][0]["azIds"] = ["use1-az5"]

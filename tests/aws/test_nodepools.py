@@ -11,10 +11,10 @@ import pytest
 import yaml
 from pulumi.runtime import mocks
 
-from infra.addons import CA_VERSION, LBC_VERSION, asg_pattern, lb_controller_policy
+from infra.aws.addons import CA_VERSION, LBC_VERSION, asg_pattern, lb_controller_policy
 from scripts.render import render
-from tests.program.conftest import named, of_type
-from tests.program.test_network import narrow_offerings, pool_of, render_error, stack_file
+from tests.aws.test_network import narrow_offerings, pool_of, render_error, stack_file
+from tests.conftest import named, of_type
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
@@ -217,7 +217,7 @@ def test_capacity_block_pool(tmp_path):
 
 
 def test_multi_node_pool_launch_template_has_efa_cards_and_placement(tmp_path):
-    from tests.program.test_network import add_multi_node
+    from tests.aws.test_network import add_multi_node
 
     records = render(stack_file(tmp_path, add_multi_node))
     lt = named(records, "gpu-h200-multi-lt")["inputs"]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from infra.storage import COPY_IMAGE, job_name, reader_policy
+from infra.aws.storage import COPY_IMAGE, job_name, reader_policy
 from scripts.render import render
-from tests.conftest import FIXTURES
-from tests.program.conftest import named, of_type
-from tests.program.test_network import stack_file
+from tests.aws.test_network import stack_file
+from tests.conftest import FIXTURES, named, of_type
 
 BUCKET = "llm-fleet-prod-123456789012-us-east-1"
 JOB = "kubernetes:batch/v1:Job"
@@ -131,7 +130,7 @@ def test_local_directory_model_gets_no_copy_job(tmp_path):
 
 
 def test_job_names_are_stable_dns_labels():
-    from infra.config import load_stack_file
+    from infra.stack.config import load_stack_file
     from tests.conftest import STACKS
 
     cfg = load_stack_file(STACKS / "Pulumi.prod.yaml")

@@ -18,8 +18,8 @@ from moto.backends import get_backend
 from moto.eks.models import EKSBackend
 from moto.server import ThreadedMotoServer
 
-from infra import names
-from infra.config import load_stack_file
+from infra.stack import names
+from infra.stack.config import load_stack_file
 from scripts.aws import session as aws_session
 from scripts.cmd_reconcile import Deps
 
@@ -172,7 +172,7 @@ def client(service: str):
 
 
 def deploy(cfg):
-    """Cluster, node groups (names from infra/names.py, min/max/desired as the stack says) and the
+    """Cluster, node groups (names from infra/stack/names.py, min/max/desired as the stack says) and the
     stack's bucket, as `pulumi up` leaves them."""
     eks, iam_role = client("eks"), f"arn:aws:iam::{ACCOUNT}:role/eks"
     eks.create_cluster(name=names.cluster_name(cfg), roleArn=iam_role,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from botocore.stub import Stubber
 
-from infra import names
-from infra.catalog import load_catalog
+from infra.planning.catalog import load_catalog
+from infra.stack import names
 from scripts import aws as aws_mod
 from tests.jobs.conftest import client, lock_key
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from infra.fleetops import TAG_SIZE, Override
+from infra.planning.fleetops import TAG_SIZE, Override
 from scripts import aws as aws_mod
 from scripts.cmd_reconcile import Deps
 from tests.jobs.conftest import client, closed_port_url, lock_key, ng_tags, prometheus_reply, scaling

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from infra.fleetops import TAG_BY, TAG_SIZE, TAG_UNTIL
+from infra.planning.fleetops import TAG_BY, TAG_SIZE, TAG_UNTIL
 from tests.jobs.conftest import client, ng_tags, prometheus_reply, scaling
 
 NIGHT = "2026-03-30T20:00Z"                 # Monday, after the peak window (fake clock is 12:00Z)

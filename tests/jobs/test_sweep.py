@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infra.catalog import load_catalog
-from infra.config import load_stack_file
-from infra.fleetops import pool_prices
+from infra.planning.catalog import load_catalog
+from infra.planning.fleetops import pool_prices
+from infra.stack.config import load_stack_file
 from tests.jobs.conftest import STACK, client, deploy, prometheus_reply, scaling
 
 

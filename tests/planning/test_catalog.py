@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.catalog import CatalogError, _load_from, load_catalog, version_key
+from infra.planning.catalog import CatalogError, _load_from, load_catalog, version_key
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
 CATALOG_FILES = ("sources.yaml", "gpus.yaml", "models.yaml", "api_prices.yaml")
 
 
@@ -279,7 +279,7 @@ def test_api_prices_sorted_cheapest_first_with_computed_blend(catalog):
 
 def _broken_copy(tmp_path: Path, name: str, mutate) -> Path:
     for file in CATALOG_FILES:
-        with resources.as_file(resources.files("infra.catalog") / file) as src:
+        with resources.as_file(resources.files("infra.planning.catalog") / file) as src:
             shutil.copy(src, tmp_path / file)
     data = yaml.safe_load((tmp_path / name).read_text())
     mutate(data)

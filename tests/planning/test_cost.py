@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from infra.catalog import load_catalog
-from infra.config import parse_config
-from infra.cost import AVERAGE_MONTH_HOURS, DAYS_PER_MONTH, pool_cost
-from infra.plan import build_plan
+from infra.planning.catalog import load_catalog
+from infra.planning.cost import AVERAGE_MONTH_HOURS, DAYS_PER_MONTH, pool_cost
+from infra.planning.plan import build_plan
+from infra.stack.config import parse_config
 
 CAT = load_catalog()
 

@@ -1,4 +1,4 @@
-"""The pure decisions: targets, overrides, actions, sweep and capacity spans (no AWS)."""
+"""The jobs' pure decisions: targets, overrides, actions and sweep (no AWS)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra import fleetops as ops
-from infra.fleetops import (
-    TAG_BY,
-    TAG_SIZE,
-    TAG_UNTIL,
-    Activity,
-    NodeGroup,
-    Offering,
-    Override,
-    Price,
-    Reservation,
-    Scaling,
-)
-from infra.schedule import Schedule, Window, intervals
-from infra.spec import PoolSpec
+from infra.planning import fleetops as ops
+from infra.planning.fleetops import TAG_BY, TAG_SIZE, TAG_UNTIL, Activity, NodeGroup, Override, Price, Scaling
+from infra.stack.config import load_stack_file
+from infra.stack.spec import PoolSpec
+from infra.stack.windows import Schedule, Window
+from tests.jobs.conftest import STACK as JOBS_STACK
 
 MON_FRI = (0, 1, 2, 3, 4)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    """The jobs' test stack (tests/jobs/conftest.py), parsed: what the decisions below are asked about."""
+    path = tmp_path / "Pulumi.jobs.yaml"
+    path.write_text(JOBS_STACK)
+    return load_stack_file(path)
 
 
 def schedule(zone="Europe/London", start=time(9), end=time(18), size=2, off=0, prewarm=30, days=MON_FRI):
@@ -264,62 +263,3 @@ def test_idle_needs_history_and_metrics(cfg):
     assert ops._idle(p, at, old, Activity(0, 5), None) is None               # requests finished lately
     note = ops._idle(p, at, old, Activity(None, None), None)
     assert note.kind == "note" and "cannot tell" in note.reason and not note.changes
-
-
-# ------------------------------------------------------------------------------------------------ capacity
-
-def test_shanghai_business_days_fit_one_block_per_week():
-    p = pool(max_size=1, sched=schedule("Asia/Shanghai", time(9), time(19), size=1, prewarm=45),
-             capacity="capacity-block")
-    spans = ops.capacity_spans(p, utc(2026, 3, 28), utc(2026, 4, 11))      # Sat -> two weeks
-    assert [(s.start, s.end, s.hours, s.count) for s in spans] == [
-        (utc(2026, 3, 29, 11, 30), utc(2026, 4, 3, 11, 30), 120, 1),     # Sun 11:30 -> Fri 11:30 UTC
-        (utc(2026, 4, 5, 11, 30), utc(2026, 4, 10, 11, 30), 120, 1),
-    ]
-    assert spans[0].need_start == utc(2026, 3, 30, 0, 15) and spans[0].need_end == utc(2026, 4, 3, 11)
-
-
-def test_a_window_across_1130_utc_needs_two_days():
-    p = pool(sched=schedule("Europe/London", time(8), time(19), size=2, prewarm=0, days=(2,)))
-    [span] = ops.capacity_spans(p, utc(2026, 1, 5), utc(2026, 1, 12))
-    assert (span.start, span.end, span.count) == (utc(2026, 1, 6, 11, 30), utc(2026, 1, 8, 11, 30), 2)
-
-
-@pytest.mark.parametrize("days, sold", [(1, 1), (5, 5), (14, 14), (15, 21), (22, 28), (400, 182)])
-def test_block_durations(days, sold):
-    assert ops.block_days(days) == sold
-
-
-@settings(max_examples=150, deadline=None)
-@given(p=pools(), start=instants, weeks=st.integers(1, 4))
-def test_every_window_is_inside_one_block(p, start, weeks):
-    p = dataclasses.replace(p, capacity="capacity-block")
-    end = start + timedelta(weeks=weeks)
-    spans = ops.capacity_spans(p, start, end)
-    for s in spans:
-        assert s.start.time() == time(11, 30) and s.end.time() == time(11, 30)
-        assert ops.block_days(round(s.hours / 24)) == round(s.hours / 24)
-    assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
-    if p.schedule is None:
-        return
-    for i in intervals(p.schedule, start, end):
-        if i.start >= start and i.size > 0:
-            assert any(s.start <= i.start and i.end <= s.end - ops.BLOCK_TEARDOWN and s.count >= i.size
-                       for s in spans), i
-
-
-def test_quote_and_cheapest_covering_offering():
-    p = pool(max_size=1, sched=schedule("Asia/Shanghai", time(9), time(19), size=1, prewarm=0),
-             capacity="capacity-block")
-    [span] = ops.capacity_spans(p, utc(2026, 3, 28), utc(2026, 4, 4))
-    good = Offering("cb-good", "p5en.48xlarge", "us-east-1a", 1, span.start, span.end, 3000.0, "USD")
-    cheap_short = dataclasses.replace(good, id="cb-short", end=span.end - timedelta(days=1), upfront_usd=10.0)
-    dear = dataclasses.replace(good, id="cb-dear", upfront_usd=5000.0)
-    assert ops.cheapest_covering(span, [cheap_short, dear, good]).id == "cb-good"
-    q = ops.quote(good, p, 60.0)
-    assert q.hours == 120 and q.usd_per_node_hour == pytest.approx(25.0)
-    assert q.on_demand_same_hours_usd == pytest.approx(60.0 * 120)
-    assert q.on_demand_scheduled_usd == pytest.approx(60.0 * 10 * 5)          # five 10-hour days
-    bought = Reservation("cr-1", "p5en.48xlarge", 1, span.start, span.end, "scheduled")
-    assert ops.covering(span, [bought]) == bought
-    assert ops.covering(span, [dataclasses.replace(bought, state="expired")]) is None

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from infra.hub import HubError, fetch_config, read_local
+from infra.planning.hub import HubError, fetch_config, read_local
 
 
 @pytest.fixture

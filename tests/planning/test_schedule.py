@@ -8,15 +8,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.reader import Node
-from infra.schedule import (
-    average_monthly_node_hours,
-    month_bounds,
-    node_hours,
-    parse_schedule,
-    size_at,
-    transitions,
-)
+from infra.planning.schedule import average_monthly_node_hours, month_bounds, node_hours, size_at, transitions
+from infra.stack.reader import Node
+from infra.stack.windows import parse_schedule
 
 
 def schedule(windows, zone="Europe/London", prewarm=0, off=0, max_size=4):

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.schedule import Schedule, Window, size_at
-from infra.schedule_cron import cron_actions, cron_days, state_at, weekly_profile
+from infra.planning.schedule import size_at
+from infra.planning.schedule_cron import cron_actions, cron_days, state_at, weekly_profile
+from infra.stack.windows import Schedule, Window
 
 WEEKDAYS = (0, 1, 2, 3, 4)
 
@@ -107,9 +108,9 @@ def test_eventbridge_actions_and_reconcile_agree():
     """At every scheduled transition of the shipped pools, the EventBridge body equals reconcile's target."""
     from datetime import UTC, datetime, timedelta
 
-    from infra.config import load_stack_file
-    from infra.fleetops import Scaling, target
-    from infra.schedule import transitions
+    from infra.planning.fleetops import Scaling, target
+    from infra.planning.schedule import transitions
+    from infra.stack.config import load_stack_file
     from tests.conftest import STACKS
 
     checked = 0

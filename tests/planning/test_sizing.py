@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.catalog import load_catalog
-from infra.modelarch import arch_from_config
-from infra.sizing import GB, SizingError, memory_for, plan_deployment, resolve_model
-from infra.spec import EngineImage, ModelSpec, Placement, PoolSpec
+from infra.planning.catalog import load_catalog
+from infra.planning.modelarch import arch_from_config
+from infra.planning.sizing import GB, SizingError, memory_for, plan_deployment, resolve_model
+from infra.stack.spec import EngineImage, ModelSpec, Placement, PoolSpec
 from tests.conftest import FIXTURES
 
 CAT = load_catalog()
@@ -167,7 +167,7 @@ def test_memory_is_conserved_and_monotone(itype, util, source):
     shape = CAT.instance(itype)
     arch = resolve_model(model(source, "bf16"), CAT).arch
     weights = arch.weight_bytes("bf16")
-    from infra.sizing import Layout
+    from infra.planning.sizing import Layout
     previous = None
     for n in (1, 2, 4, 8):
         if n > shape.gpu_count or arch.heads % n:

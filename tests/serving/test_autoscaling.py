@@ -8,10 +8,11 @@ from datetime import UTC, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.config import parse_config
-from infra.plan import build_plan
-from infra.schedule import DAYS, Schedule, Window, intervals
+from infra.planning.plan import build_plan
+from infra.planning.schedule import intervals
 from infra.serving import autoscaling
+from infra.stack.config import parse_config
+from infra.stack.windows import DAYS, Schedule, Window
 
 PROM = "http://prometheus:9090"
 

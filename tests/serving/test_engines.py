@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.catalog import load_catalog
-from infra.config import parse_config
-from infra.plan import build_plan
+from infra.planning.catalog import load_catalog
+from infra.planning.plan import build_plan
 from infra.serving import engines
 from infra.serving.engines import EngineSpec, WeightsPlan
+from infra.stack.config import parse_config
 
 CATALOG = load_catalog()
 S3 = "s3://bucket/models/glm-5-1/main/"
@@ -261,7 +261,7 @@ def test_other_weight_sources(prod, method):
 
 
 def test_ascend_accelerator(stack_values):
-    from infra.config import load_stack_file
+    from infra.stack.config import load_stack_file
 
     cfg = load_stack_file(Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.onprem-ascend.yaml")
     plan = build_plan(cfg)
@@ -282,7 +282,7 @@ def test_ascend_accelerator(stack_values):
 
 
 def test_small_replicas_share_a_node_and_surge():
-    from infra.config import load_stack_file
+    from infra.stack.config import load_stack_file
 
     cfg = load_stack_file(Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.existing-cluster.yaml")
     dep = next(d for d in build_plan(cfg).deployments if d.model == "qwen2-5-7b")

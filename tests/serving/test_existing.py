@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import load_stack_file, parse_config
-from infra.existing import kubeconfig_input
-from infra.plan import build_plan
-from infra.reader import ConfigError
-from infra.spec import ExistingCluster
+from infra.planning.plan import build_plan
+from infra.serving.existing import kubeconfig_input
+from infra.stack.config import load_stack_file, parse_config
+from infra.stack.reader import ConfigError
+from infra.stack.spec import ExistingCluster
 from scripts.render import MASK, render
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from infra.config import parse_config
 from infra.serving import gateway as gw
 from infra.serving import gateway_k8s as gk
-from infra.spec import SecretRef
+from infra.stack.config import parse_config
+from infra.stack.spec import SecretRef
 from scripts.render import MASK, render
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:llm-fleet/prod/"

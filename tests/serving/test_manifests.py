@@ -15,7 +15,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from infra.config import load_stack_file
+from infra.stack.config import load_stack_file
 from scripts.render import MASK
 from tests.conftest import render_cached
 
@@ -132,10 +132,10 @@ def test_the_serving_kinds_are_all_covered():
 
 def test_a_leader_worker_set_validates(stack_values):
     """No shipped stack spans nodes per replica; GLM-5.1 BF16 on two 8x H200 nodes does."""
-    from infra.catalog import load_catalog
-    from infra.config import parse_config
-    from infra.plan import build_plan
+    from infra.planning.catalog import load_catalog
+    from infra.planning.plan import build_plan
     from infra.serving import engines
+    from infra.stack.config import parse_config
 
     values = stack_values("prod")
     glm = values["llm-fleet:models"][0]
@@ -209,7 +209,7 @@ def test_each_placement_renders_an_engine_scaler_and_route(stack):
     from the pool schedule; a gateway route to its Service."""
     import yaml
 
-    from infra.plan import build_plan
+    from infra.planning.plan import build_plan
     from infra.serving import autoscaling, engines
 
     cfg = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")

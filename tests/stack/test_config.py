@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import load_stack_file, parse_config
-from infra.reader import ConfigError
+from infra.stack.config import load_stack_file, parse_config
+from infra.stack.reader import ConfigError
 from tests.conftest import SHIPPED, STACKS
 
 

@@ -1,0 +1,1 @@
+"""AWS resources, one ComponentResource per concern: network, cluster, add-ons, node pools, storage, jobs."""
