@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from infra.stack.document import read_stack_document
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 MASK = "[secret]"
@@ -155,10 +155,10 @@ def stack_config(path: Path) -> tuple[str, dict[str, str], list[str]]:
     """A stack file as the engine hands it to the program: strings, JSON for objects; secrets masked."""
     match = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", path.name)
     stack = match.group(1) if match else path.stem
-    document = yaml.safe_load(path.read_text()) or {}
     values: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
+    # the same reader as `fleet plan`: one refusal, one message, for the file itself
+    for key, value in read_stack_document(path).items():
         if isinstance(value, Mapping) and set(value) == {"secure"}:
             values[key] = MASK
             secret_keys.append(key)
