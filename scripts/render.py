@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,7 @@ def render_values(stack: str, values: dict[str, str], secret_keys: list[str], st
     # Each render runs on an event loop of its own: the SDK awaits on the current loop, and whatever ran
     # before in this process (another render, a library that closed its loop) must not leak in.
     loop = asyncio.new_event_loop()
+    loop.set_default_executor(_LoopClosingExecutor())
     asyncio.set_event_loop(loop)
     recorder = Recorder(values.get("aws:region", "us-east-1"))
     pulumi.runtime.settings.set_root_resource(None)      # a fresh root Stack for this stack's name
@@ -200,6 +202,33 @@ def render_values(stack: str, values: dict[str, str], secret_keys: list[str], st
         loop.close()
         asyncio.set_event_loop(None)
     return sorted(recorder.records, key=lambda r: (r["type"], r["name"]))
+
+
+class _LoopClosingExecutor(ThreadPoolExecutor):
+    """The default executor of a render's loop, where the SDK runs the mock monitor's RPCs. The monitor
+    gives each worker thread an event loop of its own (`_ensure_event_loop`) that nothing closes: left
+    to the garbage collector at interpreter exit, after its self-pipe sockets, its `__del__` prints
+    "Exception ignored ... ValueError: Invalid file descriptor: -1" on the user's terminal. Each call
+    here closes the loop it made, in its own thread, before the thread takes the next call."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        def call():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _close_thread_loop()
+        return super().submit(call)
+
+
+def _close_thread_loop() -> None:
+    policy = asyncio.get_event_loop_policy()
+    try:
+        thread_loop = policy.get_event_loop()
+    except RuntimeError:            # no loop was made in this thread
+        return
+    if not thread_loop.is_running():
+        thread_loop.close()
+    policy.set_event_loop(None)
 
 
 def to_tree(records: list[dict[str, Any]]) -> str:

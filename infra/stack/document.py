@@ -61,13 +61,8 @@ def parse_yaml(data: bytes, name: str) -> Any:
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         raise ConfigError(f"{name}:{line}:{column}: byte 0x{data[err.start]:02x} is not UTF-8; save the stack "
                           "file as UTF-8 text") from None
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check(node, name, "", set(), {})
-        return loader.construct_document(node)
+        return _compose_and_construct(text, name)
     except yaml.MarkedYAMLError as err:
         raise ConfigError(_syntax_error(name, err)) from None
     except yaml.reader.ReaderError as err:
@@ -77,6 +72,16 @@ def parse_yaml(data: bytes, name: str) -> Any:
                           "remove it") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{name}: not valid YAML: {_one_line(str(err))}") from None
+
+
+def _compose_and_construct(text: str, name: str) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check(node, name, "", set(), {})
+        return loader.construct_document(node)
     finally:
         loader.dispose()
 

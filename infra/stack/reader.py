@@ -112,7 +112,13 @@ class Node:
     def req(self, key: str) -> Any:
         self._seen.add(key)
         if key not in self.data or self.data[key] is None:
-            raise ConfigError(f"{self.sub(key)}: required key is missing")
+            others = [str(k) for k in self.data if str(k) != key]
+            for other in others:
+                if code_points(other) and ascii_skeleton(other) == key:
+                    raise self._unknown(other, [key])
+            close = difflib.get_close_matches(key, others, n=1, cutoff=0.8)
+            raise ConfigError(f"{self.sub(key)}: required key is missing"
+                              + (f" (is {close[0]!r} a typo of it?)" if close else ""))
         return self.data[key]
 
     def node(self, key: str, required: bool = False) -> Node:
@@ -194,15 +200,17 @@ class Node:
     def done(self, allowed_extra: Iterable[str] = ()) -> None:
         known = sorted(self._seen | set(allowed_extra))
         for key in self.data:
-            if str(key) in known:
-                continue
-            points = code_points(str(key))
-            if points:
-                close = difflib.get_close_matches(ascii_skeleton(str(key)), known, n=1, cutoff=0.7)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys here: {', '.join(known)}"
-                raise ConfigError(f"{self.path}: unknown key {str(key)!r} (contains {points}{hint})")
-            raise ConfigError(f"{self.sub(str(key))}: unknown key; known keys here: "
-                              f"{', '.join(known)}" + _did_you_mean(str(key), known))
+            if str(key) not in known:
+                raise self._unknown(str(key), known)
+
+    def _unknown(self, key: str, known: Sequence[str]) -> ConfigError:
+        points = code_points(key)
+        if points:
+            close = difflib.get_close_matches(ascii_skeleton(key), known, n=1, cutoff=0.7)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys here: {', '.join(known)}"
+            return ConfigError(f"{self.path}: unknown key {key!r} (contains {points}{hint})")
+        return ConfigError(f"{self.sub(key)}: unknown key; known keys here: {', '.join(known)}"
+                           + _did_you_mean(key, known))
 
 
 def _bounds(path: str, value: float, minimum: float | None, maximum: float | None) -> None:
