@@ -12,11 +12,17 @@ from infra.stack.reader import ConfigError
 from infra.stack.spec import GatewaySpec, SecretRef, StackConfig
 
 NS = "llm-fleet"
+FALLBACK_SUFFIX = "-fallback"    # the gateway's public name for a fallback (infra.serving.gateway.FALLBACK_SUFFIX)
 RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
 def check_stack(cfg: StackConfig) -> None:
     _refuse_shared_keys(cfg.gateway)
+    names = {m.name for m in cfg.models}
+    for model in cfg.gateway.fallbacks:
+        if model + FALLBACK_SUFFIX in names:
+            raise ConfigError(f"{NS}.gateway.fallbacks.{model}: the gateway serves this fallback as "
+                              f"{model + FALLBACK_SUFFIX!r}, which is also a model's name; rename that model")
     managed = cfg.cluster.existing is None
     if managed:
         _check_network(cfg)

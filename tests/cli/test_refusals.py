@@ -216,3 +216,23 @@ def test_a_misspelt_namespace_is_not_ignored(tmp_path):
     assert plan_refuses(path) == "config: 'llm_fleet:jobs' is in namespace 'llm_fleet'; did you mean llm-fleet:jobs?"
     path = stack_file(tmp_path, lambda c: c.__setitem__("jobs", c.pop("llm-fleet:jobs")))
     assert "config: 'jobs' is not a config key; Pulumi writes them namespace:key" in plan_refuses(path)
+
+
+def test_a_model_named_like_a_fallback_route_is_refused_in_plan(tmp_path):
+    from infra.serving.gateway import FALLBACK_SUFFIX
+    from infra.stack.crosscheck import FALLBACK_SUFFIX as CHECKED
+
+    assert CHECKED == FALLBACK_SUFFIX
+
+    def clash(c):
+        c["llm-fleet:models"][1]["name"] = "glm-5-1" + FALLBACK_SUFFIX
+        del c["llm-fleet:gateway"]["teams"][1]["models"]
+    message = both_refuse(stack_file(tmp_path, clash))
+    assert message.startswith("llm-fleet.gateway.fallbacks.glm-5-1: the gateway serves this fallback as "
+                              "'glm-5-1-fallback'")
+
+
+def test_a_typo_of_a_required_key_is_named(tmp_path):
+    path = stack_file(tmp_path, lambda c: c["llm-fleet:pools"][0].__setitem__("maxSiz", c["llm-fleet:pools"][0]
+                                                                              .pop("maxSize")))
+    assert plan_refuses(path) == "llm-fleet.pools[0].maxSize: required key is missing (is 'maxSiz' a typo of it?)"
