@@ -61,5 +61,6 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     try:
         return func(args)
     except (UserError, *user_errors) as err:
-        print(f"fleet {args.command}: {err}", file=sys.stderr)
+        # one line whatever the message holds (a hub or provider error may carry newlines)
+        print(f"fleet {args.command}: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

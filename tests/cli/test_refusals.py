@@ -236,3 +236,21 @@ def test_a_typo_of_a_required_key_is_named(tmp_path):
     path = stack_file(tmp_path, lambda c: c["llm-fleet:pools"][0].__setitem__("maxSiz", c["llm-fleet:pools"][0]
                                                                               .pop("maxSize")))
     assert plan_refuses(path) == "llm-fleet.pools[0].maxSize: required key is missing (is 'maxSiz' a typo of it?)"
+
+
+def test_a_lookalike_value_is_spelled_out(tmp_path):
+    message = plan_refuses(stack_file(tmp_path, pool(1, capacity="spоt")))
+    assert message.startswith("llm-fleet.pools[1].capacity: 'spоt' (contains U+043E CYRILLIC SMALL LETTER O) is not "
+                              "allowed; use one of: on-demand, spot, capacity-block")
+
+
+def test_a_user_error_is_one_line_whatever_its_message(capsys):
+    import argparse
+
+    from infra.stack.reader import ConfigError
+    from scripts.common import run_command
+
+    def fail(args):
+        raise ConfigError("first line\n  second line\r\nthird")
+    assert run_command(fail, argparse.Namespace(command="plan"), (ConfigError,)) == 2
+    assert capsys.readouterr().err == "fleet plan: first line second line third\n"
