@@ -102,20 +102,29 @@ class Node:
 
     def has(self, key: str) -> bool:
         self._seen.add(key)
+        if key not in self.data:
+            self._refuse_lookalike(key)
         return key in self.data and self.data[key] is not None
 
     def raw(self, key: str, default: Any = None) -> Any:
         self._seen.add(key)
+        if key not in self.data:
+            self._refuse_lookalike(key)
         value = self.data.get(key)
         return default if value is None else value
+
+    def _refuse_lookalike(self, key: str) -> None:
+        """A key that is missing because it was written with look-alike letters is named as found, not
+        reported missing or silently defaulted."""
+        for other in self.data:
+            if isinstance(other, str) and code_points(other) and ascii_skeleton(other) == key:
+                raise self._unknown(other, [key])
 
     def req(self, key: str) -> Any:
         self._seen.add(key)
         if key not in self.data or self.data[key] is None:
+            self._refuse_lookalike(key)
             others = [str(k) for k in self.data if str(k) != key]
-            for other in others:
-                if code_points(other) and ascii_skeleton(other) == key:
-                    raise self._unknown(other, [key])
             close = difflib.get_close_matches(key, others, n=1, cutoff=0.8)
             raise ConfigError(f"{self.sub(key)}: required key is missing"
                               + (f" (is {close[0]!r} a typo of it?)" if close else ""))

@@ -11,7 +11,7 @@ from pathlib import Path
 from infra.stack.cidr import parse_cidr, parse_cidrs
 from infra.stack.cron import cron_problem
 from infra.stack.images import pinned_reference_problem, repository_problem
-from infra.stack.reader import ConfigError, Node, looks_like_credential
+from infra.stack.reader import ConfigError, Node, key_note, looks_like_credential
 from infra.stack.s3names import bucket_name_problem
 from infra.stack.spec import (
     ClusterSpec,
@@ -206,7 +206,7 @@ def parse_node_selector(node: Node) -> tuple[tuple[str, str], ...]:
     out = []
     for key in list(sel.data):
         if not re.fullmatch(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", str(key)):
-            raise ConfigError(f"{sel.sub(str(key))}: {key!r} is not a Kubernetes label key")
+            raise ConfigError(f"{sel.sub(str(key))}: {key!r}{key_note(key)} is not a Kubernetes label key")
         out.append((str(key), sel.str(str(key), required=True, pattern=r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?",
                                       hint="expected a Kubernetes label value")))
     if not out:

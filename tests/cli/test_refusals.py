@@ -254,3 +254,10 @@ def test_a_user_error_is_one_line_whatever_its_message(capsys):
         raise ConfigError("first line\n  second line\r\nthird")
     assert run_command(fail, argparse.Namespace(command="plan"), (ConfigError,)) == 2
     assert capsys.readouterr().err == "fleet plan: first line second line third\n"
+
+
+def test_a_lookalike_of_an_optional_key_is_named_not_defaulted(tmp_path):
+    path = stack_file(tmp_path, lambda c: c["llm-fleet:pools"][0].__setitem__(
+        "іnstanceTypes", c["llm-fleet:pools"][0].pop("instanceTypes")))
+    assert plan_refuses(path) == ("llm-fleet.pools[0]: unknown key 'іnstanceTypes' (contains U+0456 CYRILLIC SMALL "
+                                  "LETTER BYELORUSSIAN-UKRAINIAN I; did you mean 'instanceTypes'?)")
