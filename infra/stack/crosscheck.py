@@ -8,6 +8,7 @@ import ipaddress
 import re
 
 from infra.stack.cidr import parse_cidr, refuse_overlap
+from infra.stack.names import deployment_name
 from infra.stack.reader import ConfigError
 from infra.stack.spec import GatewaySpec, SecretRef, StackConfig
 
@@ -18,6 +19,7 @@ RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12"
 
 def check_stack(cfg: StackConfig) -> None:
     _refuse_shared_keys(cfg.gateway)
+    _refuse_same_kubernetes_names(cfg)
     names = {m.name for m in cfg.models}
     for model in cfg.gateway.fallbacks:
         if model + FALLBACK_SUFFIX in names:
@@ -79,3 +81,18 @@ def _same_secret(a: SecretRef, b: SecretRef) -> bool:
     x, y = a.secrets_manager_arn, b.secrets_manager_arn
     return bool(x and y and (re.fullmatch(re.escape(x) + r"-[A-Za-z0-9]{6}", y)
                              or re.fullmatch(re.escape(y) + r"-[A-Za-z0-9]{6}", x)))
+
+
+def _refuse_same_kubernetes_names(cfg: StackConfig) -> None:
+    """Each model on each pool is one Deployment/Service named `<model>-<pool>`, cut to Kubernetes' 63
+    characters: two that cut to the same name would overwrite each other in the cluster."""
+    taken: dict[str, str] = {}
+    for i, model in enumerate(cfg.models):
+        for j, placement in enumerate(model.placements):
+            name = deployment_name(model, placement.pool)
+            where = f"{model.name!r} on pool {placement.pool!r}"
+            if name in taken:
+                raise ConfigError(f"{NS}.models[{i}].placements[{j}]: {where} gets the Kubernetes name {name!r} "
+                                  f"(63 characters at most), the same as {taken[name]}; shorten the model or pool "
+                                  "names")
+            taken[name] = where

@@ -261,3 +261,18 @@ def test_a_lookalike_of_an_optional_key_is_named_not_defaulted(tmp_path):
         "іnstanceTypes", c["llm-fleet:pools"][0].pop("instanceTypes")))
     assert plan_refuses(path) == ("llm-fleet.pools[0]: unknown key 'іnstanceTypes' (contains U+0456 CYRILLIC SMALL "
                                   "LETTER BYELORUSSIAN-UKRAINIAN I; did you mean 'instanceTypes'?)")
+
+
+def test_two_deployments_cut_to_the_same_kubernetes_name_are_refused(tmp_path):
+    long = "h200-" + "x" * 25
+
+    def clash(c):
+        c["llm-fleet:cluster"]["name"] = "lf"                   # node group names stay under 63 characters
+        for i, suffix in ((0, "b1"), (1, "b2")):
+            c["llm-fleet:pools"][i]["name"] = long + suffix
+            c["llm-fleet:models"][0]["placements"][i]["pool"] = long + suffix
+        c["llm-fleet:models"][0]["name"] = "glm-" + "y" * 28
+        c["llm-fleet:gateway"]["fallbacks"] = {"glm-" + "y" * 28: c["llm-fleet:gateway"]["fallbacks"]["glm-5-1"]}
+    message = both_refuse(stack_file(tmp_path, clash))
+    assert message.startswith(f"llm-fleet.models[0].placements[1]: 'glm-{'y' * 28}' on pool '{long}b2' gets the "
+                              f"Kubernetes name 'glm-{'y' * 28}-{long}'")
