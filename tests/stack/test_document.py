@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.stack.config import load_stack_file
-from infra.stack.document import MAX_BYTES, MAX_DEPTH
+from infra.stack.document import MAX_BYTES, MAX_DEPTH, parse_yaml
 from infra.stack.reader import ConfigError
 from tests.conftest import STACKS
 
@@ -96,3 +102,20 @@ def test_a_valid_alias_still_works(tmp_path, stack_values):
     path = tmp_path / "Pulumi.prod.yaml"
     path.write_text(text)
     assert {p.disk_gb for p in load_stack_file(path).pools[:3]} == {300}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                 st.lists(st.sampled_from(["config:", "\n", "  ", "- ", "a: ", "[", "]", "{", "}", "&a ", "*a", "!!",
+                                           ".nan", "---", "? ", ",", '"', "'", "#", "\t", "llm-fleet:pools: "]),
+                          max_size=40).map(lambda parts: "".join(parts).encode())))
+def test_any_bytes_are_a_stack_config_or_one_config_error_line(data):
+    """Nothing but ConfigError (one line) comes out of reading any bytes as a stack file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.t.yaml"
+        path.write_bytes(data)
+        with pytest.raises(ConfigError) as err:     # none of these is a complete stack
+            load_stack_file(path)
+    assert "\n" not in str(err.value)
+    with contextlib.suppress(ConfigError):
+        parse_yaml(data, "f")
