@@ -25,17 +25,17 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 def read_stack_document(path: Path) -> dict[str, Any]:
     """The `config:` mapping of a stack file (other top-level keys such as `encryptionsalt` are Pulumi's)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise ConfigError(f"{path}: {size:,} bytes is over the {MAX_BYTES:,}-byte limit for a stack file; "
-                              "a stack file is a few kilobytes of YAML (is this the right file?)")
-        data = path.read_bytes()
+        with path.open("rb") as file:          # read at most one byte past the limit (a pipe has no size)
+            data = file.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such stack file") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory; give a Pulumi.<stack>.yaml file") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: over the {MAX_BYTES:,}-byte limit for a stack file; a stack file is a few "
+                          "kilobytes of YAML (is this the right file?)")
     document = parse_yaml(data, str(path))
     if document is None:
         raise ConfigError(f"{path}: the file is empty; a stack file is a mapping with a `config:` section")
@@ -106,7 +106,11 @@ def _one_line(text: str) -> str:
 def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
-    return f"a {type(value).__name__} ({value!r:.40})" if not isinstance(value, str) else "a string"
+    if isinstance(value, str):
+        return "a string"
+    kind = ("true/false" if isinstance(value, bool) else "a number" if isinstance(value, int | float)
+            else f"a {type(value).__name__}")
+    return f"{kind} ({value!r:.40})"
 
 
 class _Loader(yaml.SafeLoader):

@@ -11,7 +11,7 @@ from pathlib import Path
 from infra.stack.cidr import parse_cidr, parse_cidrs
 from infra.stack.cron import cron_problem
 from infra.stack.images import pinned_reference_problem, repository_problem
-from infra.stack.reader import ConfigError, Node, key_note, looks_like_credential
+from infra.stack.reader import HIDDEN, ConfigError, Node, key_note, looks_like_credential
 from infra.stack.s3names import bucket_name_problem
 from infra.stack.spec import (
     ClusterSpec,
@@ -73,9 +73,10 @@ def _secret(node: Node, key: str, secret_names: frozenset[str], required: bool =
     if (arn is None) == (pulumi_key is None):
         raise ConfigError(f"{ref.path}: give exactly one of secretsManager: <ARN> or pulumiSecret: <config key>")
     if pulumi_key is not None and pulumi_key not in secret_names:
-        shown = "<key>" if looks_like_credential(pulumi_key) else pulumi_key
-        raise ConfigError(f"{ref.path}.pulumiSecret: {ref.show(pulumi_key) if shown == '<key>' else repr(shown)} is "
-                          f"not a secret in this stack; run `pulumi config set --secret {shown} <value>`")
+        # a config key name is safe to show, unless a credential was pasted in its place
+        shown, name = (HIDDEN, "<key>") if looks_like_credential(pulumi_key) else (repr(pulumi_key), pulumi_key)
+        raise ConfigError(f"{ref.path}.pulumiSecret: {shown} is not a secret in this stack; run "
+                          f"`pulumi config set --secret {name} <value>`")
     return SecretRef(secrets_manager_arn=arn, pulumi_key=pulumi_key)
 
 

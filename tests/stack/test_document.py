@@ -64,7 +64,7 @@ def test_non_utf8_bytes_are_refused_with_line_and_column(tmp_path):
     ("# only a comment\n", "the file is empty"),
     ("- config\n", "the top level is a list"),
     ("just a string\n", "the top level is a string"),
-    ("42\n", "the top level is a int"),
+    ("42\n", "the top level is a number (42)"),
     ("encryptionsalt: abc\n", "no `config:` section"),
     ("config: [a]\n", "`config:` is a list"),
     ("config: {}\n---\nconfig: {}\n", "expected a single document"),
@@ -119,3 +119,10 @@ def test_any_bytes_are_a_stack_config_or_one_config_error_line(data):
     assert "\n" not in str(err.value)
     with contextlib.suppress(ConfigError):
         parse_yaml(data, "f")
+
+
+def test_a_file_with_no_end_is_read_only_up_to_the_limit(tmp_path):
+    link = tmp_path / "Pulumi.zero.yaml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="over the 1,048,576-byte limit"):
+        load_stack_file(link)
