@@ -50,6 +50,8 @@ DEFAULT_ENGINES = {
 }
 SYSTEM_POOL = "system"                     # the EKS system node group's name suffix
 AZ_ID = r"[a-z]{3,4}\d-az[1-8]"           # infra.aws.network carves subnets for AZ slots 1..8
+# huggingface_hub.utils.validate_repo_id: org/name of word characters, '-' and '.', 96 at most, no '--' or '..'
+HF_REPO_ID = r"[A-Za-z0-9]([\w.-]*[A-Za-z0-9])?/[A-Za-z0-9_]([\w.-]*[A-Za-z0-9_])?"
 
 
 def unique_names(path: str, names: list[str]) -> None:
@@ -225,7 +227,7 @@ def parse_model(node: Node, pools: Mapping[str, PoolSpec], base_dir: Path) -> Mo
                               f"(looked in {local}); give a Hugging Face id such as zai-org/GLM-5.1-FP8 or a "
                               "directory that holds config.json")
         source = str(local.resolve())
-    elif not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+    elif len(source) > 96 or ".." in source or "--" in source or not re.fullmatch(HF_REPO_ID, source):
         raise ConfigError(f"{node.sub('source')}: {source!r} is neither a Hugging Face id (org/name) nor a local path")
     placements = _placements(node, pools)
     throughput = None
@@ -235,7 +237,9 @@ def parse_model(node: Node, pools: Mapping[str, PoolSpec], base_dir: Path) -> Mo
                                 tp.float("utilization", 0.5, minimum=0.01, maximum=1.0))
         tp.done()
     spec = ModelSpec(
-        name=name, source=source, revision=node.str("revision", "main"),
+        name=name, source=source,
+        revision=node.str("revision", "main", pattern=r"(?!.*\.\.)[A-Za-z0-9][\w.\-/]{0,99}",
+                          hint="give a branch, tag or commit of the model repository, e.g. main or a 40-hex sha"),
         precision=node.str("precision", required=True, choices=PRECISIONS),
         engine=node.str("engine", "vllm", choices=ENGINES), placements=placements,
         max_context=node.int("maxContext", None, minimum=512),

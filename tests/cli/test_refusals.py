@@ -276,3 +276,13 @@ def test_two_deployments_cut_to_the_same_kubernetes_name_are_refused(tmp_path):
     message = both_refuse(stack_file(tmp_path, clash))
     assert message.startswith(f"llm-fleet.models[0].placements[1]: 'glm-{'y' * 28}' on pool '{long}b2' gets the "
                               f"Kubernetes name 'glm-{'y' * 28}-{long}'")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("source", "zai-org/" + "g" * 100, "is neither a Hugging Face id"),
+    ("source", "zai-org/GLM--5", "is neither a Hugging Face id"),
+    ("revision", "x" * 101, "give a branch, tag or commit"),
+    ("revision", "main..dev", "give a branch, tag or commit"),
+])
+def test_model_ids_and_revisions_the_hub_would_refuse(tmp_path, key, value, expected):
+    assert expected in plan_refuses(stack_file(tmp_path, lambda c: c["llm-fleet:models"][1].update({key: value})))
