@@ -197,10 +197,19 @@ def litellm_config(spec: GatewaySpec) -> dict:
                              "retry_policy": {"ServiceUnavailableErrorRetries": 0, "InternalServerErrorRetries": 0}}
     if fallbacks:
         router_settings["fallbacks"] = fallbacks
+    general_settings: dict = {
+        "master_key": f"os.environ/{spec.master_key_env}",
+        "custom_auth": f"{AUTH_HOOK_MODULE}.user_api_key_auth",
+        "custom_auth_run_common_checks": True,
+    }
     if spec.redis is not None:
-        router_settings.update(redis_host=spec.redis.host, redis_port=spec.redis.port)
+        redis = {"host": spec.redis.host, "port": spec.redis.port}
         if spec.redis.password_env is not None:
-            router_settings["redis_password"] = f"os.environ/{spec.redis.password_env}"
+            redis["password"] = f"os.environ/{spec.redis.password_env}"
+        # LiteLLM 1.106: `coordination_redis` holds the rate-limit counters (and usage) for every replica;
+        # the router's own copy shares deployment cooldowns
+        general_settings["coordination_redis"] = redis
+        router_settings.update({f"redis_{k}": v for k, v in redis.items()})
     return {
         "model_list": model_list,
         "router_settings": router_settings,
@@ -216,11 +225,7 @@ def litellm_config(spec: GatewaySpec) -> dict:
             # LiteLLM's series, then ours: demand after auth, fallback policy, 503 for no replica
             "callbacks": ["prometheus", HOOKS_INSTANCE],
         },
-        "general_settings": {
-            "master_key": f"os.environ/{spec.master_key_env}",
-            "custom_auth": f"{AUTH_HOOK_MODULE}.user_api_key_auth",
-            "custom_auth_run_common_checks": True,
-        },
+        "general_settings": general_settings,
     }
 
 

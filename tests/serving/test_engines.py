@@ -268,7 +268,8 @@ def test_sglang_multi_node_and_readiness(bf16_two_nodes, stack_values):
     from infra.planning.sizing import SizingError
     with pytest.raises(SizingError, match=r"engines\.sglang\.efaImage: .*aws-ofi-nccl"):
         plan_for(values)                     # no EFA-ready SGLang image is known for v0.5.10
-    values["llm-fleet:engines"] = {"sglang": {"efaImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/sglang-efa:0.5.10"}}
+    efa = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sglang-efa:0.5.10"
+    values["llm-fleet:engines"] = {"sglang": {"efaImage": efa}}
     cfg, plan = plan_for(values)
     dep = next(d for d in plan.deployments if d.model == "glm-5-1")
     m = engines.workload(spec_of(dep, cfg))

@@ -197,11 +197,13 @@ def test_engine_key_and_redis_are_env_references():
     spec = replace(SPEC, engine_key_env="ENGINE_KEY", redis=Redis("redis.llm-fleet.svc", 6379, "REDIS_PASSWORD"))
     config = litellm_config(spec)
     assert {e["litellm_params"]["api_key"] for e in entries(config, "glm-5.1")} == {"os.environ/ENGINE_KEY"}
+    redis = {"host": "redis.llm-fleet.svc", "port": 6379, "password": "os.environ/REDIS_PASSWORD"}
+    assert config["general_settings"]["coordination_redis"] == redis       # rate limits across replicas
     rs = config["router_settings"]
-    assert (rs["redis_host"], rs["redis_port"], rs["redis_password"]) == (
-        "redis.llm-fleet.svc", 6379, "os.environ/REDIS_PASSWORD")
+    assert (rs["redis_host"], rs["redis_port"], rs["redis_password"]) == tuple(redis.values())
     assert {"ENGINE_KEY", "REDIS_PASSWORD"} <= set(env_vars(spec))
     assert "redis_host" not in litellm_config(SPEC)["router_settings"], "Redis is off by default"
+    assert "coordination_redis" not in litellm_config(SPEC)["general_settings"]
 
 
 BAD = [
