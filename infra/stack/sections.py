@@ -261,7 +261,7 @@ def parse_engines(node: Node) -> Mapping[str, EngineImage]:
     for engine, (image, version) in DEFAULT_ENGINES.items():
         sub = node.node(engine)
         version = sub.str("version", version, pattern=r"v?\d+\.\d+(\.\d+)?([.-]?(post|rc)\d+)?",
-                          hint="pin a release such as v0.19.0 (never latest)")
+                          hint="pin a release such as v0.28.0 (never latest)")
         efa = sub.str("efaImage", DEFAULT_EFA_IMAGES.get((engine, version)),
                       pattern=r"\S+(:[\w.-]+|@sha256:[0-9a-f]{64})", hint="pin the image by tag or digest")
         out[engine] = EngineImage(engine, sub.str("image", image), version, efa)
