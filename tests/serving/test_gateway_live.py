@@ -245,7 +245,12 @@ def gateway(request, tmp_path_factory) -> Iterator[Gateway]:
         print(f"\nlitellm proxy ({stack}) live after {startup:.1f} s")
         teams = {k.removeprefix("TEAM_").removesuffix("_API_KEY").lower().replace("_", "-"): v
                  for k, v in keys.items() if k.startswith("TEAM_")}
-        yield Gateway(stack, port, config, keys, engines, provider, trap, startup, log, teams)
+        gw = Gateway(stack, port, config, keys, engines, provider, trap, startup, log, teams)
+        # the first request after start pays LiteLLM's lazy imports (~2 s on 2 busy cores), whatever
+        # it is: one per model first, so the 2 s bound below times the error path, not the warm-up
+        for model in models:
+            assert gw.chat(model, gw.master)[0] == 200, _log_tail(log)
+        yield gw
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()
