@@ -321,3 +321,10 @@ def test_dashboard_panels_do_not_overlap():
             for y in range(g["y"], g["y"] + g["h"]):
                 assert (x, y) not in cells, (p["title"], cells.get((x, y)))
                 cells[(x, y)] = p["title"]
+
+
+def test_the_jobs_drain_and_idle_queries_name_emitted_metrics():
+    """`fleet reconcile` / `sweep` read in-flight and finished requests from the engines: same pinned names."""
+    from scripts import metrics
+
+    assert set(metrics.IN_FLIGHT) | set(metrics.FINISHED) <= exposed_metrics()
