@@ -169,7 +169,7 @@ def test_metric_names_come_from_the_syntax_tree():
 def test_the_metric_list_names_its_source_and_version_for_every_exporter():
     doc = yaml.safe_load(METRICS_FILE.read_text())
     assert set(doc) == {"kube-state-metrics", "node-exporter", "dcgm-exporter", "vllm", "sglang", "litellm",
-                        "prometheus"}
+                        "prometheus", "ascend-npu-exporter"}
     for name, source in doc.items():
         assert source["version"] and source["source"], name
     # the versions are the pins the program deploys
