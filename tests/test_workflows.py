@@ -205,7 +205,8 @@ def test_schedule_takes_the_region_from_the_stack_file(job, tmp_path):
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
     (tmp_path / "stacks").symlink_to(ROOT / "stacks")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GITHUB_OUTPUT": str(tmp_path / "out")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GITHUB_OUTPUT": str(tmp_path / "out"),
+           "ROLE": "arn:aws:iam::123456789012:role/jobs"}
     for stack in ("dev", "staging", "prod"):
         (tmp_path / "out").write_text("")
         run = subprocess.run(["bash", "-e", "-c", stack_step["run"]], cwd=tmp_path, env={**env, "STACK": stack},
@@ -216,6 +217,12 @@ def test_schedule_takes_the_region_from_the_stack_file(job, tmp_path):
     missing = subprocess.run(["bash", "-e", "-c", stack_step["run"]], cwd=tmp_path, env={**env, "STACK": "nope"},
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and (tmp_path / "out").read_text() == f"region={region}\n"
+    # the one setting the docs ask for, missing: the run says which variable to set, before any AWS call
+    no_role = subprocess.run(["bash", "-e", "-c", stack_step["run"]], cwd=tmp_path,
+                             env={**env, "STACK": "prod", "ROLE": ""}, capture_output=True, text=True, timeout=60)
+    assert no_role.returncode == 1
+    assert "::error::set the repository variable FLEET_JOBS_ROLE_ARN_prod to" in no_role.stdout
+    assert stack_step["env"]["ROLE"] == aws["with"]["role-to-assume"]
 
 
 def test_schedule_installs_the_light_jobs_package_into_a_cached_venv():
