@@ -156,10 +156,10 @@ def engine_alerts() -> list[dict[str, Any]]:
     stuck = (f"((time() - max by (namespace, pod) (kube_pod_start_time)) {WITH_MODEL}) > {budget} "
              f"and on (namespace, pod) ({NOT_READY}) unless on (namespace, pod) {WAS_READY} "
              f"unless on (namespace, pod) {TERMINATING}")
-    down = (f"((({NOT_READY}) and on (namespace, pod) {WAS_READY}) {WITH_MODEL} "
-            f"unless on (namespace, pod) {TERMINATING}) "
-            f'or (up{{llm_fleet_model!=""}} == 0 and on (namespace, pod) '
-            f'(max by (namespace, pod) (kube_pod_status_ready{{condition="true"}}) == 1))')
+    down = (f"((({NOT_READY}) and on (namespace, pod) {WAS_READY}) "
+            f'or (max by (namespace, pod) (up{{llm_fleet_model!=""}}) == 0 and on (namespace, pod) '
+            f'(max by (namespace, pod) (kube_pod_status_ready{{condition="true"}}) == 1))) {WITH_MODEL} '
+            f"unless on (namespace, pod) {TERMINATING}")
     crash = (f'(max by (namespace, pod) (kube_pod_container_status_waiting_reason{{reason="CrashLoopBackOff"}}) == 1 '
              f'or max by (namespace, pod) (kube_pod_init_container_status_waiting_reason{{reason="CrashLoopBackOff"}})'
              f' == 1 or max by (namespace, pod) (increase(kube_pod_container_status_restarts_total'
@@ -170,7 +170,8 @@ def engine_alerts() -> list[dict[str, Any]]:
                f"{where}: engine pod {{{{ $labels.pod }}}} is not Ready past its startup budget "
                "(llmfleet:engine_startup_budget_seconds, the planner's dep.load.probe_seconds)"),
         _alert("LlmFleetEngineDown", down, 5, "critical",
-               "Engine pod {{ $labels.pod }} was serving and is not Ready, or its metrics endpoint does not answer"),
+               f"{where}: engine pod {{{{ $labels.pod }}}} was serving and is not Ready, or its metrics endpoint "
+               "does not answer"),
         _alert("LlmFleetEngineCrashLooping", crash, 5, "critical",
                f"{where}: engine pod {{{{ $labels.pod }}}} is crash-looping (CrashLoopBackOff or over 2 restarts "
                "in 30 min)"),

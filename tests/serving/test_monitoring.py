@@ -250,7 +250,7 @@ def test_engine_alerts_cover_down_crash_looping_and_stuck_loading():
         "(max_over_time(kube_pod_status_ready_time[1d]))" in stuck
     assert "kube_pod_deletion_timestamp" in stuck
     down = alerts["LlmFleetEngineDown"]["expr"]
-    assert 'up{llm_fleet_model!=""} == 0' in down and "kube_pod_deletion_timestamp" in down
+    assert 'max by (namespace, pod) (up{llm_fleet_model!=""}) == 0' in down and "kube_pod_deletion_timestamp" in down
     crash = alerts["LlmFleetEngineCrashLooping"]["expr"]
     assert 'reason="CrashLoopBackOff"' in crash and 'kube_pod_container_status_restarts_total{container="engine"}' \
         in crash
