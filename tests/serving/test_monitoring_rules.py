@@ -1,6 +1,7 @@
-"""The engine-health recording rules and alerts evaluated by Prometheus's own rule tester (`promtool test
-rules`) on kube-state-metrics series we write: load time per model and pool, and which pod each alert
-names (stuck loading, down, crash-looping) and which it leaves alone (drained, serving, not an engine)."""
+"""The engine-health and cost recording rules and the engine alerts evaluated by Prometheus's own rule tester
+(`promtool test rules`) on kube-state-metrics series we write: load time per model and pool, cost per hour
+by pool, and which pod each alert names (stuck loading, down, crash-looping) and which it leaves alone
+(drained, serving, not an engine)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def _alert(alert: str, severity: str, pod: str, model: str | None = None, pool: 
 
 def test_engine_health_rules_under_prometheus(tmp_path):
     promtool = _promtool()
-    rule = monitoring.prometheus_rule(NS, 4.0, {}, {}, alerts=True, startup=BUDGETS)
+    rule = monitoring.prometheus_rule(NS, 4.0, {}, {"h200": 63.296, "l4": 0.8048}, alerts=True, startup=BUDGETS)
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     ready_at_25 = [(0, 0), (25, 1)]
     series = (
@@ -100,6 +101,9 @@ def test_engine_health_rules_under_prometheus(tmp_path):
                        _values([(0, 0), (10, 1)]))])
         # not an engine (no model budget, role gateway): never Ready, never alerted on
         + _pod("gw-0", "qwen", "l4", role="gateway", engine_start=None)
+        # two h200 nodes from minute 0, a third from minute 30; no l4 node
+        + [{"series": f'kube_node_labels{{node="n{i}",label_llm_fleet_pool="h200"}}', "values": _values(steps)}
+           for i, steps in enumerate([[(0, 1)], [(0, 1)], [(0, None), (30, 1)]])]
     )
     glm, qwen = ("glm-5-1", "h200"), ("qwen", "l4")
     tests = {
@@ -116,6 +120,12 @@ def test_engine_health_rules_under_prometheus(tmp_path):
                     {"labels": f'llmfleet:replica_cold_start_seconds{{namespace="{NS}",pod="ok-0",'
                                'label_llm_fleet_model="glm-5-1",label_llm_fleet_pool="h200"}', "value": 1440}]},
                 {"expr": 'llmfleet:engine_load_seconds{pod="ok-0"}', "eval_time": "20m", "exp_samples": []},
+                # cost per hour by pool: node count x the catalog price, 0 for a pool without nodes
+                {"expr": "llmfleet:pool_hourly_usd", "eval_time": "20m", "exp_samples": [
+                    {"labels": 'llmfleet:pool_hourly_usd{pool="h200"}', "value": 126.592},
+                    {"labels": 'llmfleet:pool_hourly_usd{pool="l4"}', "value": 0}]},
+                {"expr": 'llmfleet:pool_hourly_usd{pool="h200"}', "eval_time": "40m", "exp_samples": [
+                    {"labels": 'llmfleet:pool_hourly_usd{pool="h200"}', "value": 189.888}]},
                 {"expr": "llmfleet:engine_startup_budget_seconds", "eval_time": "1m", "exp_samples": [
                     {"labels": 'llmfleet:engine_startup_budget_seconds{label_llm_fleet_model="glm-5-1",'
                                'label_llm_fleet_pool="h200"}', "value": 1800},
