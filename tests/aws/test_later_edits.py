@@ -13,6 +13,7 @@ from pulumi.runtime import mocks
 
 from infra.aws.scaling import LiveScaling, scaling_inputs
 from scripts import render as render_module
+from scripts.cmd_diff import diff_records, node_group_replacements, to_markdown
 from scripts.render import MOCK_UNIQUE_ID, render
 from tests.aws.test_network import pool_of, stack_file
 from tests.conftest import named, of_type
@@ -129,3 +130,27 @@ def test_gpu_pools_update_with_the_minimal_strategy(rendered):
     for ng in of_type(records, NODE_GROUP):
         strategy = ng["inputs"]["updateConfig"].get("updateStrategy")
         assert strategy == ("MINIMAL" if ng["name"].startswith("gpu-") else None), ng["name"]
+
+
+def base_and_head(tmp_path, edit) -> tuple[list[dict], list[dict]]:
+    """The prod stack before and after `edit`, rendered under the same stack name."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "head").mkdir()
+    return render(stack_file(tmp_path / "base", lambda c: None)), render(stack_file(tmp_path / "head", edit))
+
+
+def test_fleet_diff_flags_a_gpu_node_group_replacement(tmp_path):
+    base, head = base_and_head(tmp_path, lambda c: pool_of(c, "h200-spot").update(azIds=["use1-az2"]))
+    replaced = node_group_replacements(base, head)
+    assert replaced == [{"pool": "h200-spot", "name": "gpu-h200-spot", "inputs": ["subnetIds"]}]
+    resources = diff_records(base, head)
+    cost = {"before": 0.0, "after": 0.0, "delta": 0.0, "pools": []}
+    text = to_markdown("prod", "origin/main", resources, cost, [], replaced)
+    assert "**Replaces the GPU node group of pool `h200-spot`** (changed: `subnetIds`)" in text
+    assert "drains and deletes the old one" in text.split("**Monthly cost:**")[0]   # at the top of the comment
+
+
+def test_fleet_diff_does_not_flag_in_place_edits(tmp_path):
+    base, head = base_and_head(tmp_path, lambda c: pool_of(c, "h200-spot").update(maxSize=3, diskGB=400))
+    assert diff_records(base, head)["changed"]
+    assert node_group_replacements(base, head) == []      # scaling and launch template versions update in place
