@@ -166,6 +166,12 @@ class Cluster(pulumi.ComponentResource):
         self.version = eks.version
         self.endpoint = eks.endpoint
         self.node_security_group_id = eks.vpc_config.cluster_security_group_id
+        if network.runner_security_group_id is not None:
+            # the private endpoint's ENIs carry the cluster security group: let the CI runner reach them
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-endpoint-from-runner", security_group_id=self.node_security_group_id, ip_protocol="tcp",
+                from_port=443, to_port=443, referenced_security_group_id=network.runner_security_group_id,
+                description="Kubernetes API from the CI deploy runner", opts=child)
         issuer = eks.identities.apply(lambda ids: field(field(ids[0], "oidcs")[0], "issuer"))
         self.oidc_issuer = issuer.apply(lambda url: url.removeprefix("https://"))
         oidc = aws.iam.OpenIdConnectProvider(f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"],

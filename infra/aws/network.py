@@ -175,6 +175,7 @@ class Network(pulumi.ComponentResource):
             self._pool_subnets[pool.name] = pulumi.Output.all(*ids).apply(list)
 
         self.efa_security_group_id = self._efa_group() if self._multi else None
+        self.runner_security_group_id = self._runner_group() if cfg.ci.runner == "codebuild" else None
         self._placement: dict[str, pulumi.Output[str]] = {
             pool: aws.ec2.PlacementGroup(
                 f"{name}-pg-{pool}", name=names.nodegroup_name(cfg, pool), strategy="cluster",
@@ -280,6 +281,18 @@ class Network(pulumi.ComponentResource):
         pulumi.log.info(f"network: existing VPC {net.existing_vpc_id}; make sure its private route tables have an "
                         "S3 gateway endpoint, or every weight download crosses NAT", resource=self)
         return by_az
+
+    def _runner_group(self) -> pulumi.Output[str]:
+        """The CodeBuild deploy runner's group: out to anywhere (GitHub, AWS APIs through NAT or endpoints,
+        the cluster's private endpoint, which lets this group in on 443), nothing in."""
+        name, child = self._name, self._child
+        sg = aws.ec2.SecurityGroup(f"{name}-runner", name=f"{self._cluster}-deploy-runner", vpc_id=self.vpc_id,
+                                   description="CI deploy runner (CodeBuild): egress only",
+                                   tags={**self._tags, "Name": f"{self._cluster}-deploy-runner"}, opts=child)
+        aws.vpc.SecurityGroupEgressRule(f"{name}-runner-out", security_group_id=sg.id, ip_protocol="-1",
+                                        cidr_ipv4="0.0.0.0/0", description="GitHub, AWS APIs, the EKS endpoint",
+                                        opts=child)
+        return sg.id
 
     def _efa_group(self) -> pulumi.Output[str]:
         """EFA needs every protocol open within the group, both directions (AWS EFA user guide)."""

@@ -48,6 +48,20 @@ def nodegroup_prefix(cfg: StackConfig, pool: PoolSpec | str) -> str:
     return nodegroup_name(cfg, pool)[:NODEGROUP_PREFIX_MAX - 1].rstrip("-") + "-"
 
 
+def runner_project(cfg: StackConfig) -> str:
+    """The CodeBuild project that runs this stack's GitHub Actions jobs inside its VPC (ci.runner: codebuild)."""
+    return f"{cfg.cluster.name}-deploy"
+
+
+def runs_on(cfg: StackConfig, run_id: str, attempt: str) -> list[str]:
+    """The `runs-on` labels of the jobs that preview or deploy this stack. A CodeBuild-hosted runner is
+    asked for by `codebuild-<project>-<run id>-<run attempt>` (AWS CodeBuild user guide, "Tutorial:
+    Configure a CodeBuild-hosted GitHub Actions runner")."""
+    if cfg.ci.runner == "codebuild":
+        return [f"codebuild-{runner_project(cfg)}-{run_id}-{attempt}"]
+    return list(cfg.ci.runs_on)
+
+
 def bucket_name(cfg: StackConfig, account_id: str) -> str:
     """Globally unique without a random suffix: project, stack, account and region."""
     if cfg.storage.bucket_name:

@@ -5,17 +5,22 @@ queue and an alarm on the schedules, add-on pins checked against EKS at preview.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pulumi
 import pytest
 
 from infra.aws.network import CONTROL_PLANE_UNSUPPORTED_AZS, choose_azs, control_plane_azs
 from infra.planning.catalog import load_catalog
 from infra.stack.config import load_stack_file
+from infra.stack.reader import ConfigError
 from scripts import render as render_module
 from scripts.render import render
-from tests.aws.test_later_edits import registered
+from tests.aws.test_later_edits import live, registered
 from tests.aws.test_network import pool_of, render_error, stack_file
-from tests.conftest import SHIPPED, STACKS, named, of_type
+from tests.conftest import REPO, SHIPPED, STACKS, named, of_type
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -136,9 +141,67 @@ def test_an_addon_pin_newer_than_eks_offers_fails_at_preview(tmp_path, monkeypat
                               "for Kubernetes 1.33 (newest EKS offers: v1.12.1-eksbuild.2)")
 
 
-def test_an_addon_eks_does_not_offer_for_the_version_fails_at_preview(tmp_path, monkeypatch):
-    newest = {v: dict(a) for v, a in render_module.EKS_ADDON_NEWEST.items()}
-    del newest["1.33"]["aws-ebs-csi-driver"]
-    monkeypatch.setattr(render_module, "EKS_ADDON_NEWEST", newest)
-    with pytest.raises(Exception, match=r"reading EKS Add-On version info \(aws-ebs-csi-driver, 1.33\): empty result"):
-        render(stack_file(tmp_path, lambda c: None))
+def test_an_addon_eks_does_not_offer_for_the_version_fails_at_preview(tmp_path):
+    """The real invoke fails for an add-on EKS does not list for the version; so does the mock. A failed
+    invoke leaves the SDK's mock runtime unusable for later renders, so this one runs in its own process."""
+    path = stack_file(tmp_path, lambda c: None)
+    code = ("import sys\nfrom pathlib import Path\nfrom scripts import render as r\n"
+            "del r.EKS_ADDON_NEWEST['1.33']['aws-ebs-csi-driver']\n"
+            "try:\n    r.render(Path(sys.argv[1]))\nexcept Exception as err:\n    print(err)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "reading EKS Add-On version info (aws-ebs-csi-driver, 1.33): empty result" in result.stdout, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- item 2
+
+def refusal(tmp_path, edit) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_stack_file(stack_file(tmp_path, edit))
+    return str(err.value)
+
+
+def test_private_endpoint_with_github_hosted_runners_is_refused(tmp_path):
+    message = refusal(tmp_path, lambda c: c.pop("llm-fleet:ci"))
+    assert message.startswith("llm-fleet.ci.runner: 'github-hosted' runners cannot reach this stack's private API")
+    assert "ci.runner: codebuild" in message and "cluster.endpointPublic: true" in message
+
+
+@pytest.mark.parametrize(("ci", "expect"), [
+    ({"runner": "codebuild", "runsOn": ["x"]}, "ci.runsOn: the CodeBuild runner's label is derived"),
+    ({"runner": "codebuild"}, "ci.connectionArn: the CodeBuild runner registers with GitHub"),
+    ({"runner": "self-hosted"}, "ci.runsOn: a self-hosted runner needs its labels"),
+    ({"runner": "self-hosted", "runsOn": ["self-hosted"]}, "ci.runner: a self-hosted runner cannot be inside a VPC"),
+])
+def test_ci_settings_that_cannot_deploy_the_first_time_are_refused(tmp_path, ci, expect):
+    assert expect in refusal(tmp_path, lambda c: c.update({"llm-fleet:ci": ci}))
+
+
+def test_codebuild_runner_in_the_vpc_may_reach_the_private_endpoint(rendered):
+    records = rendered("prod")
+    project = named(records, "ci-runner-project")["inputs"]
+    assert project["name"] == "llm-fleet-prod-deploy"
+    assert project["source"]["type"] == "GITHUB" and project["source"]["location"] == "https://github.com/acme/llm-fleet.git"
+    assert project["source"]["auth"]["type"] == "CODECONNECTIONS"
+    assert project["vpcConfig"]["subnets"] == [f"network-private-use1-az{i}-id" for i in (1, 2, 4)]
+    assert project["vpcConfig"]["securityGroupIds"] == ["network-runner-id"]
+    hook = named(records, "ci-runner-webhook")["inputs"]
+    assert hook["filterGroups"] == [{"filters": [{"type": "EVENT", "pattern": "WORKFLOW_JOB_QUEUED"}]}]
+    rule = named(records, "cluster-endpoint-from-runner")["inputs"]
+    assert rule["securityGroupId"] == "sg-llm-fleet-prod" and rule["referencedSecurityGroupId"] == "network-runner-id"
+    assert (rule["fromPort"], rule["toPort"], rule["ipProtocol"]) == (443, 443, "tcp")
+    assert not of_type(rendered("dev"), "aws:codebuild/project:Project")       # public endpoint: GitHub-hosted
+
+
+def test_bootstrap_run_creates_only_the_vpc_and_the_runner(tmp_path):
+    records = render(stack_file(tmp_path, lambda c: c.update({"llm-fleet:bootstrap": True})))
+    tops = {r["parent"] or r["name"] for r in records}
+    assert tops == {"network", "ci-runner"}
+    assert of_type(records, "aws:codebuild/project:Project") and not of_type(records, "aws:eks/cluster:Cluster")
+
+
+def test_bootstrap_of_a_stack_whose_cluster_runs_is_refused(tmp_path, monkeypatch):
+    live(monkeypatch, "llm-fleet-t", {"system": (2, 4, 2)})
+    message = render_error(stack_file(tmp_path, lambda c: c.update({"llm-fleet:bootstrap": True})))
+    assert message.startswith("llm-fleet:bootstrap: cluster llm-fleet-t already exists, and a bootstrap run would "
+                              "delete it")
