@@ -3,9 +3,9 @@
 Desired size belongs to the cluster-autoscaler, the schedules and the jobs; Pulumi declares min and max.
 With `ignore_changes` on `scalingConfig.desiredSize` the engine does not drop the field: it puts the
 value from its state (the creation-time size, or the last refresh) back into the inputs, and the
-provider sends the whole `scalingConfig` whenever min or max change (terraform-provider-aws
-`resourceNodeGroupUpdate`: `if d.HasChange("scaling_config")` -> `expandNodegroupScalingConfig`, all
-three sizes; seen in terraform-aws-eks#748). So raising min above that stale size is refused by EKS
+provider sends the whole `scalingConfig` block, all three sizes, to UpdateNodegroupConfig whenever min
+or max change (terraform-provider-aws aws_eks_node_group update; reported in terraform-aws-eks#748,
+/work/shared/FACTS.md). So raising min above that stale size is refused by EKS
 (desired < min), and lowering max sends the stale size, which shrinks a group the autoscaler grew.
 
 What we do instead: read the group's live scaling config while the program is built (invokes, like the
