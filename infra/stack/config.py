@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from infra.stack.ci import parse_ci
 from infra.stack.crosscheck import check_stack
 from infra.stack.document import read_stack_document
+from infra.stack.operations import parse_jobs, parse_monitoring
 from infra.stack.reader import ConfigError, Node, ascii_skeleton, code_points, refuse_clear_text_secrets
 from infra.stack.s3names import bucket_name_problem
 from infra.stack.sections import (
@@ -21,9 +23,7 @@ from infra.stack.sections import (
     parse_cluster,
     parse_engines,
     parse_gateway,
-    parse_jobs,
     parse_model,
-    parse_monitoring,
     parse_network,
     parse_pool,
     parse_storage,
@@ -75,6 +75,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     monitoring = parse_monitoring(root.node("monitoring"))
     storage = parse_storage(root.node("storage"), secret_names)
     jobs = parse_jobs(root.node("jobs"))
+    ci = parse_ci(root.node("ci"), root.bool("bootstrap", False), cluster, network, jobs)
     root.done()
     if not pools and cluster.existing is None:
         raise ConfigError(f"{NAMESPACE}:pools: no GPU pool is defined; add at least one under `pools:`")
@@ -88,7 +89,8 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
                               f"({default.replace('123456789012', '<account>')}) {problem}; set storage.bucketName")
     cfg = StackConfig(stack=stack, environment=environment, region=region, network=network,
                       cluster=cluster, pools=pools, models=models, engines=engines, gateway=gateway,
-                      monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys))
+                      monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys),
+                      ci=ci)
     check_stack(cfg)
     return cfg
 

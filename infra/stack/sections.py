@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from infra.stack.cidr import parse_cidr, parse_cidrs
-from infra.stack.cron import cron_problem
 from infra.stack.images import pinned_reference_problem, repository_problem
 from infra.stack.reader import HIDDEN, ConfigError, Node, key_note, looks_like_credential
 from infra.stack.s3names import bucket_name_problem
@@ -19,12 +18,11 @@ from infra.stack.spec import (
     ExistingCluster,
     FallbackSpec,
     GatewaySpec,
-    JobsSpec,
     ModelSpec,
-    MonitoringSpec,
     NetworkSpec,
     Placement,
     PoolSpec,
+    RedisSpec,
     SecretRef,
     StorageSpec,
     TeamSpec,
@@ -41,12 +39,24 @@ ENGINES = ("vllm", "sglang")
 LOADING = ("nvme", "runai-streamer", "fsx")
 AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 FALLBACK_PROVIDERS = ("deepinfra", "fireworks", "together", "zai", "openai-compatible")
+FALLBACK_POLICIES = ("allowed", "never")
 NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 NAME_HINT = "use 2-32 lowercase letters, digits and dashes, starting with a letter"
 # Pins for what we deploy by default; a stack may override the engine image and version.
+# vLLM v0.28.0: loads GLM-5/5.1 (glm_moe_dsa needs transformers >= 5.4, vLLM >= 0.19.1, vllm#40146) and
+# streams GLM tool calls correctly with MTP on (vllm#39253, in 0.20.0; parser rewrite vllm#45915, 0.24.0);
+# its images default to CUDA 13.0 (since 0.20.0): GPU nodes need an NVIDIA 580+ driver.
+# SGLang v0.5.10: the version the GLM-5.1 cookbook runs (sgl-cookbook data/models/src/v0.5.10/glm51.yaml).
 DEFAULT_ENGINES = {
-    "vllm": ("vllm/vllm-openai", "v0.19.0"),
+    "vllm": ("vllm/vllm-openai", "v0.28.0"),
     "sglang": ("lmsysorg/sglang", "v0.5.10"),
+}
+# Multi-node replicas on EKS talk NCCL over EFA, which needs libfabric + aws-ofi-nccl in the image; the
+# upstream images lack the plugin (FI_PROVIDER=efa then does nothing and NCCL falls back to TCP). The AWS
+# Deep Learning Container republishes the same vLLM release with EFA and aws-ofi-nccl (ECR Public gallery
+# deep-learning-containers/vllm). Keyed by the engine version it matches; another version needs efaImage.
+DEFAULT_EFA_IMAGES = {
+    ("vllm", "v0.28.0"): "public.ecr.aws/deep-learning-containers/vllm:0.28.0-gpu-py312-cu130-ubuntu24.04-ec2",
 }
 SYSTEM_POOL = "system"                     # the EKS system node group's name suffix
 AZ_ID = r"[a-z]{3,4}\d-az[1-8]"           # infra.aws.network carves subnets for AZ slots 1..8
@@ -248,7 +258,8 @@ def parse_model(node: Node, pools: Mapping[str, PoolSpec], base_dir: Path) -> Mo
         loading=node.str("loading", "nvme", choices=LOADING),
         queue_target=node.int("queueTarget", 5, minimum=1),
         max_nodes_per_replica=node.int("maxNodesPerReplica", 1, minimum=1, maximum=4),
-        extra_args=node.strs("extraArgs"), throughput=throughput)
+        extra_args=node.strs("extraArgs"), throughput=throughput,
+        fallback=node.str("fallback", "allowed", choices=FALLBACK_POLICIES))
     node.done()
     return spec
 
@@ -283,12 +294,16 @@ def parse_engines(node: Node) -> Mapping[str, EngineImage]:
     for engine, (image, version) in DEFAULT_ENGINES.items():
         sub = node.node(engine)
         version = sub.str("version", version, pattern=r"v?\d+\.\d+(\.\d+)?([.-]?(post|rc)\d+)?",
-                          hint="pin a release such as v0.19.0 (never latest)")
+                          hint="pin a release such as v0.28.0 (never latest)")
         image = sub.str("image", image)
         problem = repository_problem(image)
         if problem:
             raise ConfigError(f"{sub.sub('image')}: {image!r} {problem} (version: {version})")
-        out[engine] = EngineImage(engine, image, version)
+        efa = sub.str("efaImage", DEFAULT_EFA_IMAGES.get((engine, version)))
+        problem = efa is not None and pinned_reference_problem(efa)
+        if problem:
+            raise ConfigError(f"{sub.sub('efaImage')}: {efa!r} {problem}")
+        out[engine] = EngineImage(engine, image, version, efa)
         sub.done()
     node.done()
     return out
@@ -316,7 +331,8 @@ def parse_gateway(node: Node, models: set[str], secret_names: frozenset[str]) ->
         team = TeamSpec(item.str("name", required=True, pattern=NAME, hint=NAME_HINT),
                         _secret(item, "apiKey", secret_names, required=True),
                         item.int("rpm", None, minimum=1), item.int("tpm", None, minimum=1),
-                        item.strs("models", (), choices=sorted(models)))
+                        item.strs("models", (), choices=sorted(models)),
+                        item.str("fallback", "allowed", choices=FALLBACK_POLICIES))
         item.done()
         teams.append(team)
     unique_names("gateway.teams", [t.name for t in teams])
@@ -329,7 +345,8 @@ def parse_gateway(node: Node, models: set[str], secret_names: frozenset[str]) ->
         teams=tuple(teams), fallbacks=fallbacks,
         request_timeout_seconds=node.int("requestTimeoutSeconds", 600, minimum=10),
         num_retries=node.int("numRetries", 1, minimum=0, maximum=5),
-        replicas=node.int("replicas", 2, minimum=1, maximum=100))
+        replicas=node.int("replicas", 2, minimum=1, maximum=100),
+        redis=_redis(node, secret_names))
     node.done()
     parse_cidrs(node.sub("allowedCidrs"), spec.allowed_cidrs, example="10.0.0.0/8")
     if spec.exposure == "internet-facing" and spec.certificate_arn is None:
@@ -341,16 +358,14 @@ def parse_gateway(node: Node, models: set[str], secret_names: frozenset[str]) ->
     return spec
 
 
-def parse_monitoring(node: Node) -> MonitoringSpec:
-    spec = MonitoringSpec(
-        prometheus=node.str("prometheus", "install", choices=("install", "existing", "off")),
-        prometheus_url=node.str("prometheusUrl", pattern=r"https?://\S+", hint="expected an http(s) URL"),
-        grafana=node.bool("grafana", True), dcgm_exporter=node.bool("dcgmExporter", True),
-        alerts=node.bool("alerts", True),
-        ttft_p99_seconds=node.float("ttftP99Seconds", 5.0, minimum=0.1, maximum=600))
-    node.done()
-    if spec.prometheus == "existing" and spec.prometheus_url is None:
-        raise ConfigError(f"{node.sub('prometheusUrl')}: prometheus: existing needs the URL of that Prometheus")
+def _redis(node: Node, secret_names: frozenset[str]) -> RedisSpec | None:
+    """gateway.redis: shared rate-limit counters across gateway replicas; absent = per replica."""
+    if not node.has("redis"):
+        return None
+    sub = node.node("redis")
+    spec = RedisSpec(sub.str("host", required=True, pattern=r"[A-Za-z0-9.-]+", hint="expected a host name"),
+                     sub.int("port", 6379, minimum=1, maximum=65535), _secret(sub, "password", secret_names))
+    sub.done()
     return spec
 
 
@@ -364,33 +379,3 @@ def parse_storage(node: Node, secret_names: frozenset[str]) -> StorageSpec:
     if problem:
         raise ConfigError(f"{node.sub('bucketName')}: {spec.bucket_name!r} {problem}")
     return spec
-
-
-def parse_jobs(node: Node) -> JobsSpec:
-    spec = JobsSpec(
-        github_repo=node.str("githubRepo", pattern=r"[\w.-]+/[\w.-]+", hint="expected owner/name"),
-        github_oidc_provider_arn=node.str(
-            "githubOidcProviderArn",
-            pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com",
-            hint="expected arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com"),
-        in_cluster=node.bool("inCluster", False),
-        image=node.str("image"),
-        reconcile_cron=node.str("reconcileCron", "*/5 * * * *"),
-        sweep_cron=node.str("sweepCron", "0 * * * *"),
-        drain_timeout_seconds=node.int("drainTimeoutSeconds", 900, minimum=0, maximum=7200),
-        prometheus_url=node.str("prometheusUrl", pattern=r"https?://\S+", hint="expected an http(s) URL"))
-    node.done()
-    if spec.in_cluster and spec.image is None:
-        raise ConfigError(f"{node.sub('image')}: inCluster jobs need an image with llm-fleet installed "
-                          "(build Dockerfile.jobs and push it to your registry), pinned by tag or digest")
-    problem = spec.image is not None and pinned_reference_problem(spec.image)
-    if problem:
-        raise ConfigError(f"{node.sub('image')}: {spec.image!r} {problem}, e.g. ghcr.io/acme/llm-fleet-jobs:0.1.0")
-    for key, expr in (("reconcileCron", spec.reconcile_cron), ("sweepCron", spec.sweep_cron)):
-        problem = cron_problem(expr)
-        if problem:
-            raise ConfigError(f"{node.sub(key)}: {expr!r} {problem}")
-    if spec.github_oidc_provider_arn and not spec.github_repo:
-        raise ConfigError(f"{node.sub('githubRepo')}: the GitHub OIDC trust needs the repository (owner/name)")
-    return spec
-

@@ -109,6 +109,7 @@ class ModelSpec:
     max_nodes_per_replica: int                # > 1 opts in to multi-node replicas (EFA shapes)
     extra_args: tuple[str, ...]
     throughput: Throughput | None
+    fallback: str = "allowed"                 # "never": no request for this model leaves the cluster
 
     @property
     def is_local(self) -> bool:
@@ -120,6 +121,8 @@ class EngineImage:
     engine: str
     image: str
     version: str
+    # multi-node replicas on EKS (EFA): an image with libfabric + aws-ofi-nccl; None: `image` is used
+    efa_image: str | None = None
 
     @property
     def ref(self) -> str:
@@ -141,6 +144,15 @@ class TeamSpec:
     rpm: int | None
     tpm: int | None
     models: tuple[str, ...]
+    fallback: str = "allowed"                 # "never": this team's requests never go to a fallback
+
+
+@dataclass(frozen=True)
+class RedisSpec:
+    """Shared rate-limit counters for the gateway replicas (optional)."""
+    host: str
+    port: int
+    password: SecretRef | None
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,7 @@ class GatewaySpec:
     request_timeout_seconds: int
     num_retries: int
     replicas: int
+    redis: RedisSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,15 @@ class JobsSpec:
 
 
 @dataclass(frozen=True)
+class CiSpec:
+    """Where CI runs `pulumi preview` / `pulumi up` for this stack: somewhere that reaches the API endpoint."""
+    runner: str = "github-hosted"             # "github-hosted" | "codebuild" | "self-hosted"
+    runs_on: tuple[str, ...] = ("ubuntu-24.04",)   # labels (github-hosted, self-hosted)
+    connection_arn: str | None = None         # codebuild: the CodeConnections connection to GitHub
+    bootstrap: bool = False                   # this run creates only the VPC and the runner (README)
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     environment: str
@@ -201,6 +223,7 @@ class StackConfig:
     storage: StorageSpec
     jobs: JobsSpec
     secret_keys: frozenset[str] = frozenset()  # config keys that hold Pulumi secrets
+    ci: CiSpec = CiSpec()
 
     def pool(self, name: str) -> PoolSpec:
         for pool in self.pools:

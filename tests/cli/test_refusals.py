@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import yaml
 
+from infra.stack.versions import ADDON_VERSIONS, CA_IMAGE_TAGS
 from tests.cli.test_bad_stacks_property import refusal, run
 from tests.conftest import STACKS
 
@@ -130,15 +132,30 @@ def test_a_stack_pins_an_unknown_version_itself(tmp_path):
     path = stack_file(tmp_path, lambda c: c["llm-fleet:cluster"].update(cluster, autoscalerImageTag="v1.34.5"), "dev")
     assert "'v1.34.5' is not a 1.35 release" in plan_refuses(path)
     path = stack_file(tmp_path, lambda c: c["llm-fleet:cluster"].update(cluster, autoscalerImageTag="v1.35.0"), "dev")
+    assert run(["plan", "--stack-file", str(path)])[0] == 0
+    # what only EKS knows (does it offer these add-ons for 1.35?) is checked at preview; render's mock EKS
+    # knows 1.33 and 1.34 only, and says so in one line, as `pulumi preview` would
+    message = refusal(*run(["render", "--stack-file", str(path), "--json"]), "render")
+    assert re.fullmatch(r"the cloud would refuse this stack at `pulumi preview`: reading EKS Add-On version info "
+                        r"\([a-z-]+, 1\.35\): empty result", message)
+    # that render stopped half-way (resources were registered): the next one in this process is whole
+    code, out, err = run(["render", "--stack", "dev", "--json"])
+    assert code == 0 and err == "" and json.loads(out)
+
+
+def test_stack_pins_reach_the_add_ons(tmp_path):
+    """A stack's own pins (here an older coredns build for 1.34) are what the cluster installs."""
+    path = stack_file(tmp_path, lambda c: c["llm-fleet:cluster"].update(
+        kubernetesVersion="1.34", addonVersions={"coredns": "v1.13.1-eksbuild.3"}), "dev")
     code, out, err = run(["render", "--stack-file", str(path), "--json"])
     assert code == 0 and err == ""
     records = json.loads(out)
     versions = {r["inputs"]["addonName"]: r["inputs"]["addonVersion"] for r in records
                 if r["type"] == "aws:eks/addon:Addon"}
-    assert versions == addons
+    assert versions == {**ADDON_VERSIONS["1.34"], "coredns": "v1.13.1-eksbuild.3"}
     (ca,) = [r for r in records if r["type"] == "kubernetes:helm.sh/v3:Release"
              and r["inputs"]["chart"] == "cluster-autoscaler"]
-    assert '"tag": "v1.35.0"' in json.dumps(ca["inputs"])
+    assert f'"tag": "{CA_IMAGE_TAGS["1.34"]}"' in json.dumps(ca["inputs"])
 
 
 # ------------------------------------------------------------------------------- render-only checks now in plan
@@ -153,6 +170,9 @@ def test_a_stack_pins_an_unknown_version_itself(tmp_path):
     (pool(3, capacity="capacity-block", capacityReservationId="cr-0123456789abcdef0"),
      "pools[3].azIds: a Capacity Block lives in one AZ"),
     (pool(3, nodeSelector={"gpu": "l40s"}), "l40s-small set nodeSelector, which is for cluster.existing pools"),
+    (pool(0, amiType="BOTTLEROCKET_x86_64_NVIDIA"),
+     "pools.h200-base: BOTTLEROCKET_x86_64_NVIDIA keeps instance storage at /mnt/.ephemeral"),
+    (pool(3, diskGB=50), "pools.l40s-small: g6e.xlarge has no instance store we assemble at /mnt/k8s-disks/0"),
 ])
 def test_render_only_checks_are_refused_by_plan_with_the_same_line(tmp_path, mutate, expected):
     assert expected in both_refuse(stack_file(tmp_path, mutate))
