@@ -47,6 +47,22 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
 
 
+def cold_start_table(plan: Plan) -> str:
+    """Each deployment's cold start term by term (seconds), its physical limit and the ratio."""
+    rows = []
+    for d in plan.deployments:
+        c = d.cold_start
+        if c is None:
+            continue
+        fetch = f"{c.image_seconds}|{c.weights_seconds}" if c.overlapped else f"{c.image_seconds}+{c.weights_seconds}"
+        rows.append([d.model, d.pool, c.path, str(c.node_seconds), fetch, str(c.load_seconds), str(c.warmup_seconds),
+                     str(c.total_seconds), str(c.limit_seconds), f"{c.ratio:.2f}x", str(c.restart_seconds),
+                     str(d.load.probe_seconds)])
+    return ("\nCold start (seconds; image|weights run side by side, image+weights one after the other)\n"
+            + _table(["model", "pool", "path", "node", "image, weights", "load", "warm-up", "total", "limit",
+                      "total/limit", "same-node restart", "startup probe"], rows))
+
+
 def render_table(plan: Plan) -> str:
     out = [f"stack {plan.stack} ({plan.environment}, {plan.region})\n\nPools\n"]
     out.append(_table(
@@ -64,6 +80,7 @@ def render_table(plan: Plan) -> str:
           f"{d.kv_cache_gb:,.1f}", f"{d.kv_bytes_per_token:,}", f"{d.max_tokens_in_flight:,}", f"{d.max_context:,}",
           str(d.max_concurrent_sequences), f"{d.min_replicas}-{d.max_replicas}",
           f"~{d.load.seconds // 60} min (probe {d.load.probe_seconds // 60} min)"] for d in plan.deployments]))
+    out.append(cold_start_table(plan))
     out.append("\nModels\n")
     out.append(_table(
         ["model", "$/month", "$/M tokens", "cheapest API", "break-even M tok/day"],

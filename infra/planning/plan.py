@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogError, load_catalog
+from infra.planning.coldstart import ColdStart, prewarm_minutes
 from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
 from infra.planning.hub import fetch_config
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
@@ -76,7 +77,8 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
         resolved = resolve_model(spec, catalog, fetch)
         for placement in spec.placements:
             pool = cfg.pool(placement.pool)
-            dep = plan_deployment(spec, placement, pool, cfg.engines[spec.engine], resolved, catalog)
+            dep = plan_deployment(spec, placement, pool, cfg.engines[spec.engine], resolved, catalog,
+                                  existing_cluster=cfg.cluster.existing is not None)
             for other in pool.instance_types[1:]:
                 alt = dataclasses.replace(pool, instance_types=(other,))
                 plan_deployment(spec, placement, alt, cfg.engines[spec.engine], resolved, catalog)
@@ -87,6 +89,7 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
     for pool in cfg.pools:
         if not any(d.pool == pool.name for d in deployments):
             notes.append(f"pool {pool.name} serves no model")
+    notes.extend(prewarm_notes(cfg, deployments))
     pool_map = {p.pool: p for p in pools}
     models = tuple(
         model_cost(spec, per_model[spec.name], deployments, pool_map,
@@ -94,6 +97,23 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
         for spec in cfg.models)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
                 deployments=tuple(deployments), models=models, notes=tuple(notes))
+
+
+def prewarm_notes(cfg: StackConfig, deployments: list[DeploymentPlan]) -> list[str]:
+    """A scheduled pool whose pre-warm lead is shorter than the cold start of what it serves opens its
+    windows without ready replicas: say so, with the lead that would do."""
+    out = []
+    for pool in cfg.pools:
+        on_pool = [d for d in deployments if d.pool == pool.name]
+        if pool.schedule is None or not on_pool:
+            continue
+        slowest = max(on_pool, key=lambda d: d.load.seconds)
+        need = prewarm_minutes(slowest.load.seconds)
+        if pool.schedule.prewarm_minutes < need:
+            out.append(f"pool {pool.name}: schedule.prewarmMinutes {pool.schedule.prewarm_minutes} is shorter than "
+                       f"the modeled cold start of {slowest.model} ({slowest.load.seconds} s): replicas are ready "
+                       f"~{need - pool.schedule.prewarm_minutes} min into each window; set prewarmMinutes to {need}")
+    return out
 
 
 def _catalog_key(spec, catalog: Catalog) -> str | None:
@@ -146,8 +166,18 @@ def _deployment_json(d: DeploymentPlan) -> dict[str, Any]:
         "replicas": {"min": d.min_replicas, "max": d.max_replicas},
         "load": {"method": d.load.method, "estimateSeconds": d.load.seconds,
                  "startupProbeSeconds": d.load.probe_seconds, "basis": d.load.basis},
+        "coldStart": None if d.cold_start is None else cold_start_json(d.cold_start),
         "engineArgs": list(d.engine_args),
     }
+
+
+def cold_start_json(c: ColdStart) -> dict[str, Any]:
+    return {"path": c.path, "nodeSeconds": c.node_seconds, "imageSeconds": c.image_seconds,
+            "weightsSeconds": c.weights_seconds, "loadSeconds": c.load_seconds, "warmupSeconds": c.warmup_seconds,
+            "totalSeconds": c.total_seconds, "limitSeconds": c.limit_seconds, "ratio": round(c.ratio, 2),
+            "restartSeconds": c.restart_seconds, "firstStartSeconds": c.first_start_seconds,
+            "prewarmMinutes": prewarm_minutes(c.total_seconds), "overlapped": list(c.overlapped),
+            "basis": list(c.basis)}
 
 
 def _model_json(m: ModelCost) -> dict[str, Any]:
