@@ -152,3 +152,8 @@ def prewarm_minutes(total_seconds: int) -> int:
 
 def _up(seconds: float) -> int:
     return int(math.ceil(seconds - 1e-9))
+
+
+def cited_sources() -> set[str]:
+    """The sources.yaml keys loading.yaml cites (test_catalog checks they exist and that none is unused)."""
+    return {key for section in rates().values() if isinstance(section, dict) for key in section.get("sources", ())}

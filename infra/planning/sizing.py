@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogModel, InstanceShape
-from infra.planning.hub import HubError, fetch_config, read_local
 from infra.planning.coldstart import ColdStart, weights_path
+from infra.planning.hub import HubError, fetch_config, read_local
 from infra.planning.loading import LoadEstimate, estimate_load
 from infra.planning.modelarch import ArchError, ModelArch, arch_from_config
 from infra.stack.spec import EngineImage, ModelSpec, Placement, PoolSpec
