@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,10 @@ def base_outputs(base_ref: str, stack_file: Path) -> tuple[list[dict], dict | No
         base_stack = Path(tmp) / relative if relative is not None else None
         if base_stack is None or not base_stack.is_file():
             return [], None
-        return _fleet_json(Path(tmp), base_stack, "render"), _fleet_json(Path(tmp), base_stack, "plan")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            render = pool.submit(_fleet_json, Path(tmp), base_stack, "render")
+            plan = pool.submit(_fleet_json, Path(tmp), base_stack, "plan")
+            return render.result(), plan.result()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,9 +166,13 @@ def run(args: argparse.Namespace) -> int:
     from scripts.policy_check import verdicts
 
     path = stack_path(args)
-    head_plan = build_plan(load_stack(args)).to_json()
-    head_records = render_records(args)
-    base_records, base_plan = base_outputs(args.base, path)
+    # the base ref renders in subprocesses while this process renders the head: wall time is the slower
+    # of the two, not their sum
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        base = pool.submit(base_outputs, args.base, path)
+        head_plan = build_plan(load_stack(args)).to_json()
+        head_records = render_records(args)
+        base_records, base_plan = base.result()
     resources = diff_records(base_records, head_records)
     cost = cost_delta(base_plan, head_plan)
     policy = verdicts(head_records)

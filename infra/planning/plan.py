@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogError, load_catalog
-from infra.planning.coldstart import ColdStart, prewarm_minutes
+from infra.planning.coldstart import ColdStart, prewarm_minutes, rates
 from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
+from infra.planning.economics import (
+    INPUT_PER_OUTPUT,
+    PlatformCost,
+    TokenEconomics,
+    idle_node_hours,
+    node_starts_per_month,
+    platform_costs,
+    token_economics,
+)
 from infra.planning.hub import fetch_config
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
 from infra.stack.spec import StackConfig
@@ -27,6 +36,12 @@ class Plan:
     deployments: tuple[DeploymentPlan, ...]
     models: tuple[ModelCost, ...]
     notes: tuple[str, ...]
+    platform: tuple[PlatformCost, ...] = ()               # non-GPU monthly costs, apart from the pools
+    economics: Mapping[str, TokenEconomics] = field(default_factory=dict)   # per model, like for like
+
+    @property
+    def platform_monthly_usd(self) -> float:
+        return sum(c.monthly_usd for c in self.platform)
 
     @property
     def monthly_usd(self) -> float:
@@ -48,7 +63,12 @@ class Plan:
             "monthlyUSD": round(self.monthly_usd, 2), "maxMonthlyUSD": round(self.max_monthly_usd, 2),
             "pools": [_pool_json(p) for p in self.pools],
             "deployments": [_deployment_json(d) for d in self.deployments],
-            "models": [_model_json(m) for m in self.models],
+            "models": [{**_model_json(m), "economics": economics_json(self.economics.get(m.model))}
+                       for m in self.models],
+            "gpuMonthlyUSD": round(self.monthly_usd, 2),
+            "platformMonthlyUSD": round(self.platform_monthly_usd, 2),
+            "platform": [{"item": c.item, "monthlyUSD": round(c.monthly_usd, 2), "basis": c.basis}
+                         for c in self.platform],
             "notes": list(self.notes),
         }
 
@@ -96,7 +116,31 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
                    catalog.api_prices_for(resolved_key) if (resolved_key := _catalog_key(spec, catalog)) else ())
         for spec in cfg.models)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
-                deployments=tuple(deployments), models=models, notes=tuple(notes))
+                deployments=tuple(deployments), models=models, notes=tuple(notes),
+                platform=_platform(cfg, deployments), economics=_economics(cfg, models, per_model))
+
+
+def _platform(cfg: StackConfig, deployments: list[DeploymentPlan]) -> tuple[PlatformCost, ...]:
+    starts = sum(node_starts_per_month(cfg).values())
+    image_gb = max((rates()["image"]["compressedGB"][d.engine] for d in deployments), default=0.0)
+    weights_gb = sum({d.model: d.weights_gb for d in deployments}.values())
+    return platform_costs(cfg, starts, image_gb, weights_gb)
+
+
+def _economics(cfg: StackConfig, models: tuple[ModelCost, ...],
+               per_model: dict[str, list[DeploymentPlan]]) -> dict[str, TokenEconomics]:
+    """Per model: tokens on the stated mix, less what pre-warm and cold-start hours cannot serve."""
+    out = {}
+    for m in models:
+        spec = next(s for s in cfg.models if s.name == m.model)
+        idle = sum(idle_node_hours(cfg, d.pool, d.load.seconds) * d.replicas_per_node / d.layout.nodes
+                   for d in per_model.get(m.model, []))
+        tokens = m.output_tokens_per_month
+        if tokens is not None and spec.throughput is not None:
+            rate = spec.throughput.output_tokens_per_second * spec.throughput.utilization
+            tokens = max(0.0, tokens - idle * 3600 * rate)
+        out[m.model] = token_economics(m.monthly_usd, tokens, m.cheapest_api, idle)
+    return out
 
 
 def prewarm_notes(cfg: StackConfig, deployments: list[DeploymentPlan]) -> list[str]:
@@ -169,6 +213,18 @@ def _deployment_json(d: DeploymentPlan) -> dict[str, Any]:
         "coldStart": None if d.cold_start is None else cold_start_json(d.cold_start),
         "engineArgs": list(d.engine_args),
     }
+
+
+def economics_json(e: TokenEconomics | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"inputPerOutputTokens": e.mix, "usdPerMillionTokens": _r(e.usd_per_million_tokens, 3),
+            "apiUSDPerMillionTokens": _r(e.api_usd_per_million_tokens, 3),
+            "capacityMillionTokensPerDay": _r(e.capacity_million_tokens_per_day, 1),
+            "breakEvenMillionTokensPerDay": _r(e.break_even_million_tokens_per_day, 1),
+            "breakEvenReachable": e.reachable, "idleNodeHoursPerMonth": _r(e.idle_node_hours, 1),
+            "basis": f"both sides on {INPUT_PER_OUTPUT:g} input tokens per output token; tokens at the stated "
+                     "throughput less pre-warm and cold-start hours"}
 
 
 def cold_start_json(c: ColdStart) -> dict[str, Any]:
