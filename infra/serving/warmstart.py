@@ -44,15 +44,18 @@ else
   echo "llm-fleet: no saved compile caches at $CACHE_URI yet; this start compiles them"
 fi
 """
-# Once the engine answers /health, save the caches once per revision and image, then idle.
+# Once the engine answers /health, save the caches once per revision and image, then idle. TERM ends it
+# at once (sh as PID 1 would otherwise hold the pod for the whole grace period).
+IDLE = "while true; do sleep 3600 & wait $!; done"
 _SAVE_CACHE = """\
-until wget -q -O /dev/null "http://127.0.0.1:{port}/health"; do sleep 10; done
+trap 'exit 0' TERM INT
+until wget -q -O /dev/null "http://127.0.0.1:{port}/health"; do sleep 10 & wait $!; done
 if ! /s5cmd ls "${{CACHE_URI}}.complete" >/dev/null 2>&1; then
-  /s5cmd --numworkers 64 sync /compile-cache/ "$CACHE_URI" && echo saved | /s5cmd pipe "${{CACHE_URI}}.complete" \
+  echo saved > /tmp/complete
+  /s5cmd --numworkers 64 sync /compile-cache/ "$CACHE_URI" && /s5cmd cp /tmp/complete "${{CACHE_URI}}.complete" \\
     && echo "llm-fleet: compile caches saved to $CACHE_URI"
 fi
-while true; do sleep 3600; done
-"""
+""" + IDLE + "\n"
 
 
 def compile_cache_env(cache_dir: str | None) -> list[dict[str, Any]]:

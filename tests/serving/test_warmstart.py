@@ -5,6 +5,7 @@ engines that wait on their own pools only."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,6 @@ def _fake_s5cmd(tmp_path: Path, marker: bool) -> Path:
     fake = tmp_path / "s5cmd"
     fake.write_text("#!/bin/sh\n"
                     f'if [ "$1" = ls ]; then exit {0 if marker else 1}; fi\n'
-                    'if [ "$1" = pipe ]; then cat > /dev/null; fi\n'
                     'echo "s5cmd $*" >> "$LOG"\n')
     fake.chmod(0o755)
     return fake
@@ -105,7 +105,7 @@ def test_save_uploads_once_after_the_engine_is_healthy(tmp_path, marker):
     wget.write_text('#!/bin/sh\necho "wget $*" >> "$LOG"\n')
     wget.chmod(0o755)
     script = (warmstart._SAVE_CACHE.format(port=8000).replace("/s5cmd", str(_fake_s5cmd(tmp_path, marker)))
-              .replace("sleep 3600", "exit 0"))
+              .replace(warmstart.IDLE, "exit 0"))
     done = subprocess.run(["/bin/sh", "-ec", script], env={"CACHE_URI": CACHE, "LOG": str(tmp_path / "log"),
                                                            "PATH": f"{tmp_path}:/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=30)
@@ -113,7 +113,20 @@ def test_save_uploads_once_after_the_engine_is_healthy(tmp_path, marker):
     log = (tmp_path / "log").read_text()
     assert "wget -q -O /dev/null http://127.0.0.1:8000/health" in log
     assert (f"sync /compile-cache/ {CACHE}" in log) is not marker
-    assert (f"pipe {CACHE}.complete" in log) is not marker
+    assert (f"cp /tmp/complete {CACHE}.complete" in log) is not marker
+
+
+def test_the_save_sidecar_stops_at_once_on_term(tmp_path):
+    wget = tmp_path / "wget"
+    wget.write_text("#!/bin/sh\nexit 0\n")
+    wget.chmod(0o755)
+    script = warmstart._SAVE_CACHE.format(port=8000).replace("/s5cmd", str(_fake_s5cmd(tmp_path, True)))
+    proc = subprocess.Popen(["/bin/sh", "-ec", script], env={"CACHE_URI": CACHE, "LOG": str(tmp_path / "log"),
+                                                            "PATH": f"{tmp_path}:/usr/bin:/bin"})
+
+    time.sleep(1)
+    proc.terminate()
+    assert proc.wait(timeout=5) == 0
 
 
 def test_the_fetch_runs_the_connections_the_model_counts():
