@@ -134,7 +134,7 @@ class Serving(pulumi.ComponentResource):
             if key in seen or spec.weights.method != "nvme":
                 continue
             seen.add(key)
-            ds_name = names.dns_label(f"prepull-{spec.dep.pool}-{spec.dep.engine}")[:63].rstrip("-")
+            ds_name = names.dns_label(f"prepull-{spec.dep.pool}-{spec.dep.engine}")
             ds = warmstart.prepull_daemonset(ds_name, self._ns, spec.dep.engine_image, spec.dep.pool,
                                              spec.node_selector, engines.ACCELERATORS[spec.accelerator]["taint"])
             # a 12 GB pull onto every node outlasts `pulumi up`: do not wait for the rollout
