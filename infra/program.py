@@ -28,7 +28,8 @@ def load(stack_dir: Path | None = None) -> tuple[StackConfig, Plan]:
     """Config and plan, or a RunError (the engine prints its message without a traceback)."""
     try:
         cfg = load_from_pulumi() if stack_dir is None else load_from_pulumi(stack_dir)
-        return cfg, build_plan(cfg)
+        plan = build_plan(cfg)
+        return plan.config, plan            # `prewarmMinutes: auto` resolved from the cold start
     except (ConfigError, SizingError, CatalogError, HubError) as err:
         raise pulumi.RunError(str(err)) from None
 

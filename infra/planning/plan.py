@@ -37,6 +37,7 @@ class Plan:
     models: tuple[ModelCost, ...]
     notes: tuple[str, ...]
     platform: tuple[PlatformCost, ...] = ()               # non-GPU monthly costs, apart from the pools
+    config: StackConfig | None = None                     # the stack with `prewarmMinutes: auto` resolved
     economics: Mapping[str, TokenEconomics] = field(default_factory=dict)   # per model, like for like
 
     @property
@@ -110,6 +111,10 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
         if not any(d.pool == pool.name for d in deployments):
             notes.append(f"pool {pool.name} serves no model")
     notes.extend(prewarm_notes(cfg, deployments))
+    cfg = resolve_prewarm(cfg, deployments)
+    for i, pool in enumerate(cfg.pools):
+        if pool.schedule is not None and pool.schedule.prewarm_auto:       # costed again with its lead
+            pools[i] = pool_cost(pool, catalog.instance(pool.instance_type), cfg.region, month)
     pool_map = {p.pool: p for p in pools}
     models = tuple(
         model_cost(spec, per_model[spec.name], deployments, pool_map,
@@ -117,7 +122,28 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
         for spec in cfg.models)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
                 deployments=tuple(deployments), models=models, notes=tuple(notes),
-                platform=_platform(cfg, deployments), economics=_economics(cfg, models, per_model))
+                platform=_platform(cfg, deployments), economics=_economics(cfg, models, per_model), config=cfg)
+
+
+def resolve_prewarm(cfg: StackConfig, deployments: list[DeploymentPlan]) -> StackConfig:
+    """The stack with every `prewarmMinutes: auto` set to the modeled cold start (totalSeconds) of the
+    slowest deployment on that pool, so the EventBridge schedules, KEDA, the jobs and the cost all use
+    the same lead."""
+    pools = []
+    for pool in cfg.pools:
+        on_pool = [d.load.seconds for d in deployments if d.pool == pool.name]
+        if pool.schedule is not None and pool.schedule.prewarm_auto and on_pool:
+            lead = prewarm_minutes(max(on_pool))
+            pool = dataclasses.replace(pool, schedule=dataclasses.replace(pool.schedule, prewarm_minutes=lead))
+        pools.append(pool)
+    return dataclasses.replace(cfg, pools=tuple(pools))
+
+
+def with_prewarm(cfg: StackConfig) -> StackConfig:
+    """`cfg` as the program runs it: unchanged unless a pool's pre-warm lead is `auto`, which needs the plan."""
+    if not any(p.schedule is not None and p.schedule.prewarm_auto for p in cfg.pools):
+        return cfg
+    return build_plan(cfg).config
 
 
 def _platform(cfg: StackConfig, deployments: list[DeploymentPlan]) -> tuple[PlatformCost, ...]:
@@ -153,7 +179,10 @@ def prewarm_notes(cfg: StackConfig, deployments: list[DeploymentPlan]) -> list[s
             continue
         slowest = max(on_pool, key=lambda d: d.load.seconds)
         need = prewarm_minutes(slowest.load.seconds)
-        if pool.schedule.prewarm_minutes < need:
+        if pool.schedule.prewarm_auto:
+            out.append(f"pool {pool.name}: prewarmMinutes auto = {need} min, the modeled cold start of "
+                       f"{slowest.model} ({slowest.load.seconds} s)")
+        elif pool.schedule.prewarm_minutes < need:
             out.append(f"pool {pool.name}: schedule.prewarmMinutes {pool.schedule.prewarm_minutes} is shorter than "
                        f"the modeled cold start of {slowest.model} ({slowest.load.seconds} s): replicas are ready "
                        f"~{need - pool.schedule.prewarm_minutes} min into each window; set prewarmMinutes to {need}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from infra.planning import coldstart
@@ -80,14 +82,34 @@ def test_probe_and_prewarm_follow_the_total():
     assert coldstart.prewarm_minutes(640) == 11
 
 
-def test_a_short_prewarm_gets_a_note(tmp_path):
-    text = (REPO_ROOT / "stacks" / "Pulumi.prod.yaml").read_text().replace("prewarmMinutes: 45", "prewarmMinutes: 5")
+def _prod_with_prewarm(tmp_path, value: str):
+    text = re.sub(r"prewarmMinutes: auto.*", f"prewarmMinutes: {value}",
+                  (REPO_ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
     path = tmp_path / "Pulumi.prod.yaml"
     path.write_text(text)
-    notes = build_plan(load_stack_file(path)).notes
+    return load_stack_file(path)
+
+
+def test_a_short_prewarm_gets_a_note(tmp_path):
+    plan = build_plan(_prod_with_prewarm(tmp_path, "5"))
+    need = coldstart.prewarm_minutes(max(d.load.seconds for d in plan.deployments_on("h200-peak")))
     assert any("pool h200-peak: schedule.prewarmMinutes 5 is shorter than the modeled cold start" in n and
-               "set prewarmMinutes to 11" in n for n in notes), notes
-    assert not any("prewarmMinutes" in n for n in _prod().notes)
+               f"set prewarmMinutes to {need}" in n for n in plan.notes), plan.notes
+    assert not any("is shorter than" in n for n in _prod().notes)
+
+
+def test_auto_prewarm_is_the_cold_start_everywhere_the_lead_is_used(tmp_path):
+    from scripts.common import load_stack
+
+    plan = _prod()
+    need = coldstart.prewarm_minutes(max(d.load.seconds for d in plan.deployments_on("h200-peak")))
+    assert plan.config.pool("h200-peak").schedule.prewarm_minutes == need
+    assert f"{need} min pre-warm" in plan.pool("h200-peak").basis                  # the cost uses it
+    args = type("Args", (), {"stack": "prod", "stack_file": None})()
+    assert load_stack(args).pool("h200-peak").schedule.prewarm_minutes == need      # so do the jobs
+    fixed = build_plan(_prod_with_prewarm(tmp_path, "45"))
+    assert fixed.config.pool("h200-peak").schedule.prewarm_minutes == 45           # a number stays a number
+    assert plan.pool("h200-peak").monthly_node_hours < fixed.pool("h200-peak").monthly_node_hours
 
 
 def test_unknown_path_is_refused(p5en):
