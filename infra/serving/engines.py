@@ -24,16 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.sizing import PORT, DeploymentPlan
-from infra.serving.warmstart import (
-    CACHE_MOUNT,
-    CACHE_VOLUME,
-    RESTORE_CACHE,
-    S5CMD_IMAGE,
-    compile_cache_env,
-    compile_cache_volume,
-    save_cache_container,
-    sync_script,
-)
+from infra.serving import warmstart
+from infra.serving.warmstart import S5CMD_IMAGE
 from infra.stack.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
 
 NVME_ROOT = "/mnt/k8s-disks/0"            # where the node pools mount the instance-store RAID0
@@ -62,9 +54,6 @@ if ! /s5cmd ls "$MARKER" >/dev/null 2>&1; then
   exit 1
 fi
 """
-
-
-
 # preStop: wait (bounded by the grace period) until the engine has no running or waiting request.
 _DRAIN = """\
 import re, time, urllib.request
@@ -219,7 +208,7 @@ def env(spec: EngineSpec) -> list[dict[str, Any]]:
         out += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"}]
     if w.region and w.method in ("nvme", "runai-streamer"):
         out += [{"name": "AWS_REGION", "value": w.region}, {"name": "AWS_DEFAULT_REGION", "value": w.region}]
-    out += compile_cache_env(w.compile_cache_dir)
+    out += warmstart.compile_cache_env(w.compile_cache_dir)
     if w.method == "hub":
         out.append({"name": "HF_HOME", "value": "/hf-cache"})
         if w.hf_token:
@@ -245,10 +234,9 @@ def volumes(spec: EngineSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     elif w.method == "hub":
         vols.append({"name": "hf-cache", "hostPath": {"path": HF_CACHE_HOST, "type": "DirectoryOrCreate"}})
         mounts.append({"name": "hf-cache", "mountPath": "/hf-cache"})
-    cache = compile_cache_volume(w.compile_cache_dir)
-    if cache is not None:
+    if (cache := warmstart.compile_cache_volume(w.compile_cache_dir)) is not None:
         vols.append(cache)
-        mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT})
+        mounts.append({"name": warmstart.CACHE_VOLUME, "mountPath": warmstart.CACHE_MOUNT})
     return vols, mounts
 
 
@@ -256,19 +244,20 @@ def init_containers(spec: EngineSpec) -> list[dict[str, Any]]:
     w = spec.weights
     if w.method not in ("nvme", "runai-streamer"):
         return []
-    script = _FETCH + (sync_script() if w.method == "nvme" else "") + (RESTORE_CACHE if w.cache_uri else "")
+    script = (_FETCH + (warmstart.sync_script() if w.method == "nvme" else "")
+              + (warmstart.RESTORE_CACHE if w.cache_uri else ""))
     env_vars = [{"name": "SOURCE", "value": w.source_uri}, {"name": "MARKER", "value": w.marker_uri},
                 {"name": "TARGET", "value": WEIGHTS_MOUNT}, {"name": "AWS_REGION", "value": w.region}]
     container: dict[str, Any] = {
         "name": "fetch-weights" if w.method == "nvme" else "check-weights", "image": S5CMD_IMAGE,
         "command": ["/bin/sh", "-ec", script], "env": env_vars,
         "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}}}
-    container["volumeMounts"] = ([{"name": "weights", "mountPath": WEIGHTS_MOUNT}] if w.method == "nvme" else [])
+    mounts = [{"name": "weights", "mountPath": WEIGHTS_MOUNT}] if w.method == "nvme" else []
     if w.cache_uri:
         env_vars.append({"name": "CACHE_URI", "value": w.cache_uri})
-        container["volumeMounts"].append({"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT})
-    if not container["volumeMounts"]:
-        del container["volumeMounts"]
+        mounts.append({"name": warmstart.CACHE_VOLUME, "mountPath": warmstart.CACHE_MOUNT})
+    if mounts:
+        container["volumeMounts"] = mounts
     return [container]
 
 
@@ -321,7 +310,7 @@ def pod_spec(spec: EngineSpec, role: str) -> dict[str, Any]:
     vols, _ = volumes(spec)
     taint = ACCELERATORS[spec.accelerator]["taint"]
     w = spec.weights
-    saver = save_cache_container(w.cache_uri, w.region, PORT) if role != "worker" else None
+    saver = warmstart.save_cache_container(w.cache_uri, w.region, PORT) if role != "worker" else None
     pod: dict[str, Any] = {
         "containers": [container(spec, role), *([saver] if saver else [])],
         "volumes": vols,
