@@ -104,7 +104,7 @@ def prepull_daemonset(name: str, namespace: str, image: str, pool: str, node_sel
             "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                      "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}},
                      "template": {"metadata": {"labels": labels}, "spec": {
-                         "nodeSelector": dict(node_selector), "priorityClassName": "system-node-critical",
+                         "nodeSelector": dict(node_selector),
                          "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"},
                                          {"key": LABEL_POOL, "operator": "Equal", "value": pool,
                                           "effect": "NoSchedule"}],
