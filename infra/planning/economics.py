@@ -7,20 +7,19 @@ paid while replicas pre-warm or cold-start and serve nothing.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from infra.planning.catalog import ApiPrice, read_yaml
 from infra.planning.coldstart import prewarm_minutes
+from infra.planning.cost import DAYS_PER_MONTH
 from infra.planning.schedule import AVERAGE_MONTH_HOURS
 from infra.stack.spec import StackConfig
 
 # Input tokens per output token the comparison assumes on both sides (a blended API price assumes a mix;
 # 3:1 is the common one, FACTS.md "Managed API prices").
 INPUT_PER_OUTPUT = 3.0
-DAYS_PER_MONTH = 365 / 12
 WEEKS_PER_MONTH = DAYS_PER_MONTH / 7
 
 
@@ -114,7 +113,3 @@ def token_economics(monthly_usd: float, output_tokens_per_month: float | None, a
     break_even = monthly_usd / api_m / DAYS_PER_MONTH if api_m else None
     reachable = None if capacity is None or break_even is None else break_even <= capacity
     return TokenEconomics(mix, per_m, api_m, capacity, break_even, reachable, idle_hours)
-
-
-def round_up(value: float) -> int:
-    return int(math.ceil(value))

@@ -64,8 +64,7 @@ class Plan:
             "monthlyUSD": round(self.monthly_usd, 2), "maxMonthlyUSD": round(self.max_monthly_usd, 2),
             "pools": [_pool_json(p) for p in self.pools],
             "deployments": [_deployment_json(d) for d in self.deployments],
-            "models": [{**_model_json(m), "economics": economics_json(self.economics.get(m.model))}
-                       for m in self.models],
+            "models": [_model_json(m, self.economics.get(m.model)) for m in self.models],
             "gpuMonthlyUSD": round(self.monthly_usd, 2),
             "platformMonthlyUSD": round(self.platform_monthly_usd, 2),
             "platform": [{"item": c.item, "monthlyUSD": round(c.monthly_usd, 2), "basis": c.basis}
@@ -265,11 +264,16 @@ def cold_start_json(c: ColdStart) -> dict[str, Any]:
             "basis": list(c.basis)}
 
 
-def _model_json(m: ModelCost) -> dict[str, Any]:
+def _model_json(m: ModelCost, e: TokenEconomics | None) -> dict[str, Any]:
+    """`usdPerMillionTokens` and `breakEvenMillionTokensPerDay` are like for like (input + output tokens
+    on the stated mix, both sides: `economics`); the output-only figure keeps its own name."""
     api = m.cheapest_api
     return {"model": m.model, "monthlyUSD": _r(m.monthly_usd),
             "outputTokensPerMonth": None if m.output_tokens_per_month is None else int(m.output_tokens_per_month),
-            "usdPerMillionTokens": _r(m.usd_per_million_tokens, 3),
-            "cheapestApi": None if api is None else {"provider": api.provider, "blendedUSDPerM": api.blended_usd_per_m,
-                                                      "asOf": api.as_of},
-            "breakEvenMillionTokensPerDay": _r(m.break_even_million_tokens_per_day, 1)}
+            "usdPerMillionOutputTokens": _r(m.usd_per_million_tokens, 3),
+            "usdPerMillionTokens": None if e is None else _r(e.usd_per_million_tokens, 3),
+            "cheapestApi": None if api is None else {
+                "provider": api.provider, "blendedUSDPerM": api.blended_usd_per_m, "asOf": api.as_of,
+                "usdPerMillionTokensOnMix": None if e is None else _r(e.api_usd_per_million_tokens, 3)},
+            "breakEvenMillionTokensPerDay": None if e is None else _r(e.break_even_million_tokens_per_day, 1),
+            "economics": economics_json(e)}

@@ -67,3 +67,10 @@ def test_node_starts_come_from_the_schedule():
     starts = node_starts_per_month(_cfg("prod"))
     assert starts["h200-base"] == 0
     assert starts["h200-peak"] == pytest.approx(2 * 5 * 2 * 365 / 12 / 7)    # 2 windows x 5 days x 2 nodes
+
+
+def test_json_says_which_tokens_each_price_counts():
+    glm = build_plan(_cfg("prod")).to_json()["models"][0]
+    assert glm["usdPerMillionTokens"] == glm["economics"]["usdPerMillionTokens"]
+    assert glm["usdPerMillionOutputTokens"] > glm["usdPerMillionTokens"] * INPUT_PER_OUTPUT    # output-only, dearer
+    assert glm["cheapestApi"]["usdPerMillionTokensOnMix"] == glm["economics"]["apiUSDPerMillionTokens"]
