@@ -40,11 +40,16 @@ def engine_pod_monitor(namespace: str) -> dict[str, Any]:
                      "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}
 
 
+# LiteLLM mounts its metrics app at /metrics and answers /metrics with a 307 to /metrics/
+GATEWAY_METRICS_PATH = "/metrics/"
+
+
 def gateway_service_monitor(namespace: str, selector: dict[str, str]) -> dict[str, Any]:
+    """No key: the gateway config sets `require_auth_for_metrics_endpoint: false` (series only)."""
     return {"apiVersion": MONITORING_API, "kind": "ServiceMonitor",
             "metadata": {"name": "llm-gateway", "namespace": namespace, "labels": LABELS},
             "spec": {"selector": {"matchLabels": selector}, "namespaceSelector": {"matchNames": [namespace]},
-                     "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]}}
+                     "endpoints": [{"port": "http", "path": GATEWAY_METRICS_PATH, "interval": "30s"}]}}
 
 
 def dcgm_service_monitor(namespace: str, release: str) -> dict[str, Any]:

@@ -17,6 +17,8 @@ def test_engine_pod_monitor_scrapes_the_api_port_with_model_and_pool_labels():
 def test_gateway_and_dcgm_service_monitors():
     sm = monitoring.gateway_service_monitor("llm-fleet", {"app.kubernetes.io/name": "llm-gateway"})
     assert sm["spec"]["endpoints"][0]["port"] == "http"
+    # LiteLLM answers /metrics with a 307 to /metrics/; no key (the gateway config opens it)
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics/" and "authorization" not in sm["spec"]["endpoints"][0]
     dcgm = monitoring.dcgm_service_monitor("llm-fleet", "dcgm-exporter")
     assert dcgm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "dcgm-exporter",
                                                        "app.kubernetes.io/instance": "dcgm-exporter"}
@@ -88,3 +90,15 @@ def test_dcgm_exporter_is_installed_where_its_service_monitor_looks(rendered):
     assert dcgm["values"]["serviceMonitor"]["enabled"] is False
     monitor = next(r for r in records if r["name"] == "serving-dcgm-monitor")
     assert monitor["inputs"]["spec"]["namespaceSelector"]["matchNames"] == [dcgm["namespace"]]
+
+
+def test_fallback_ratio_divides_by_every_request_for_the_model():
+    """Fallback-served requests are counted by LiteLLM under `<model>-fallback`: the ratio's denominator
+    is the gateway's own per-model counter, which counts them under the model's name."""
+    dash = json.loads(monitoring.dashboard_json())
+    (panel,) = [p for p in dash["panels"] if p.get("title") == "Fallback rate"]
+    expr = panel["targets"][0]["expr"]
+    numerator, denominator = expr.split(" / ", 1)
+    assert "litellm_deployment_successful_fallbacks_total" in numerator
+    assert 'llmfleet_gateway_requests_total{model=~"$model"}' in denominator
+    assert "litellm_proxy_total_requests_metric_total" not in denominator
