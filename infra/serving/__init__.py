@@ -214,8 +214,9 @@ class Serving(pulumi.ComponentResource):
         self._custom(f"{name}-gateway-monitor",
                      monitoring.gateway_service_monitor(ns, {"app.kubernetes.io/name": gateway_k8s.NAME}), crd)
         prices = {p.name: plan.pool(p.name).hourly_usd for p in cfg.pools if not p.node_selector}
+        startup = {(d.model, d.pool): (d.load.seconds, d.load.probe_seconds) for d in plan.deployments}
         self._custom(f"{name}-rules", monitoring.prometheus_rule(
-            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts), crd)
+            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts, startup), crd)
         cm = monitoring.dashboard_config_map(ns)
         k8s.core.v1.ConfigMap(f"{name}-dashboard", metadata=cm["metadata"], data=cm["data"], opts=kube.opts(self))
         if kube.managed and cfg.cluster.accelerator == "nvidia" and mon.dcgm_exporter:

@@ -156,7 +156,7 @@ def test_a_leader_worker_set_validates(stack_values):
     lws = engines.workload(spec)
     assert lws["kind"] == "LeaderWorkerSet"
     validate(lws, "1.33")
-    from policy import llmfleet_policies as pol
+    import llmfleet_policies as pol
 
     res = {"type": "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet", "name": "lws", "props": lws}
     assert pol.check_engine_pods(res) == [] and pol.check_images_pinned(res) == []
@@ -261,7 +261,7 @@ def test_each_placement_renders_an_engine_scaler_and_route(stack):
 @pytest.mark.parametrize("stack", STACKS)
 def test_rendered_serving_objects_pass_the_policy_pack(stack):
     """The checks of policy/llmfleet_policies.py that judge Kubernetes objects, on what this stack renders."""
-    from policy import llmfleet_policies as pol
+    import llmfleet_policies as pol
 
     problems = []
     for r in rendered(stack):
