@@ -16,6 +16,15 @@ from typing import Any
 FP8_BYTES = 1 + 4 / (128 * 128)          # e4m3 weights + one fp32 scale per 128x128 block (DeepSeek-style)
 INT4_BYTES = 0.5 + (2 + 0.5) / 128       # 4-bit weights + fp16 scale and 4-bit zero per group of 128
 BF16_BYTES = 2
+# msModelSlim checkpoints for Ascend (`--quantization ascend`), sized as the quantizer lays them out:
+# w8a8 stores every linear layer as int8 (1 byte, per-channel scales < 0.1%); w4a8 stores the routed
+# experts as int4 (0.5 byte) and keeps attention, dense and shared-expert MLPs at w8a8 (1 byte).
+# Embeddings, lm_head, norms and router gates stay BF16. Sources: vllm-ascend "Using Quantized Model
+# Weights" (W8A8 / W4A8 dynamic MoE methods) and a GLM-5.1-w4a8 loader's README ("routed experts use
+# ModelSlim W4A8; attention, dense/shared MLP are W8A8"), catalog/sources.yaml msmodelslim-w4a8.
+W8_BYTES = 1.0
+W4_BYTES = 0.5
+ASCEND_SCHEMES = {"w8a8": "W8A8", "w4a8": "W4A8"}        # model_quant_type prefixes (quant_model_description.json)
 
 
 class ArchError(ValueError):
@@ -74,7 +83,7 @@ class ModelArch:
     moe_layers: int
     mtp_layers: int
     max_context: int
-    checkpoint_precision: str    # "bf16" | "fp8" | "int4"
+    checkpoint_precision: str    # "bf16" | "fp8" | "int4" | "w8a8" | "w4a8"
     quant_method: str | None
 
     @property
@@ -120,9 +129,17 @@ class ModelArch:
         active_routed = per_expert * self.experts_per_token * self.moe_layers
         return p.total - p.mtp - routed + active_routed
 
+    def routed_expert_params(self) -> int:
+        """Routed experts of the MoE layers (the part w4a8 stores in 4 bits)."""
+        return 3 * self.hidden * self.moe_intermediate * self.experts * self.moe_layers
+
     def weight_bytes(self, precision: str) -> float:
-        per = {"bf16": BF16_BYTES, "fp8": FP8_BYTES, "int4": INT4_BYTES}[precision]
         p = self.params()
+        if precision in ASCEND_SCHEMES:
+            routed = self.routed_expert_params()
+            per_routed = W4_BYTES if precision == "w4a8" else W8_BYTES
+            return routed * per_routed + (p.quantizable - routed) * W8_BYTES + p.high_precision * BF16_BYTES
+        per = {"bf16": BF16_BYTES, "fp8": FP8_BYTES, "int4": INT4_BYTES}[precision]
         return p.quantizable * per + p.high_precision * BF16_BYTES
 
     def kv_bytes_per_token(self, kv_dtype_bytes: int) -> int:
@@ -169,7 +186,13 @@ def arch_from_config(cfg: Mapping[str, Any], name: str = "model") -> ModelArch:
     method = (quant.get("quant_method") or "").lower() or None
     bits = quant.get("bits") or quant.get("w_bit") or (quant.get("config_groups", {}).get("group_0", {})
                                                         .get("weights", {}).get("num_bits"))
-    if method == "fp8" or (method == "compressed-tensors" and bits == 8):
+    scheme = str(quant.get("model_quant_type") or "").upper()
+    if method == "ascend":
+        precision = next((k for k, v in ASCEND_SCHEMES.items() if scheme.startswith(v)), "")
+        if not precision:
+            raise ArchError(f"{name}: msModelSlim model_quant_type {scheme or '(none)'!r} is not one the planner "
+                            f"sizes; use a W8A8 or W4A8 checkpoint")
+    elif method == "fp8" or (method == "compressed-tensors" and bits == 8):
         precision = "fp8"
     elif method in ("awq", "gptq", "compressed-tensors", "awq_marlin", "gptq_marlin") and bits == 4:
         precision = "int4"

@@ -85,7 +85,7 @@ def test_glm51_bf16_needs_two_p5en_nodes_when_allowed():
 
 
 def test_multi_node_needs_efa():
-    with pytest.raises(SizingError, match="no EFA"):
+    with pytest.raises(SizingError, match="no multi-node interconnect"):
         # GLM-4.5-Air FP8 (~111 GB) needs three or four 1x L40S nodes; g6e.xlarge has no EFA
         plan(model("zai-org/GLM-4.5-Air-FP8", "fp8", max_context=8192, max_nodes_per_replica=4), "g6e.xlarge")
 
