@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.sizing import PORT, DeploymentPlan
+from infra.serving import platform
 from infra.stack.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
 
 # Pinned: peakcom/s5cmd v2.3.0, the upstream image (alpine, /bin/sh, binary at /s5cmd); seen pinned the
@@ -92,6 +93,7 @@ class WeightsPlan:
     local_path: str | None = None
     hf_token: tuple[str, str] | None = None   # (Secret name, key)
     cache_dir: str | None = None              # hostPath for nvme
+    hub_endpoint: str | None = None           # hub: an HF mirror URL or "modelscope" (storage.hubEndpoint)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ def command(spec: EngineSpec, role: str) -> list[Any]:
     args = list(spec.dep.engine_args) + extra
     if spec.engine == "vllm":
         cmd: list[Any] = ["vllm", "serve", model, *args]
+        if (ascend := platform.ascend_launch(spec, role)) is not None:
+            return cmd + ascend
         if role != "single":
             cmd += ["--distributed-executor-backend", "mp", "--nnodes", "$(LWS_GROUP_SIZE)",
                     "--master-addr", "$(LWS_LEADER_ADDRESS)"]
@@ -169,7 +173,7 @@ def _share(spec: EngineSpec) -> float:
 
 
 def gpus_per_pod(spec: EngineSpec) -> int:
-    return spec.dep.layout.tp * spec.dep.layout.pp // spec.dep.layout.nodes
+    return spec.dep.layout.gpus // spec.dep.layout.nodes
 
 
 def resources(spec: EngineSpec) -> dict[str, Any]:
@@ -187,9 +191,8 @@ def resources(spec: EngineSpec) -> dict[str, Any]:
     gpu = ACCELERATORS[spec.accelerator]["resource"]
     requests = {"cpu": str(cpu), "memory": f"{mem_gib}Gi", gpu: str(gpus)}
     limits = {"memory": f"{cap_mem + shm_gib(spec)}Gi", gpu: str(gpus)}
-    if spec.multi_node and spec.dep.efa_interfaces:
-        requests["vpc.amazonaws.com/efa"] = limits["vpc.amazonaws.com/efa"] = str(spec.dep.efa_interfaces)
-    return {"requests": requests, "limits": limits}
+    fabric = platform.fabric_resources(spec)
+    return {"requests": {**requests, **fabric}, "limits": {**limits, **fabric}}
 
 
 def shm_gib(spec: EngineSpec) -> int:
@@ -204,17 +207,14 @@ def env(spec: EngineSpec) -> list[dict[str, Any]]:
         out.append({"name": "ASCEND_RT_VISIBLE_DEVICES",
                     "value": ",".join(str(i) for i in range(gpus_per_pod(spec)))})
         out += [{"name": k, "value": v} for k, v in ASCEND_ENV.items()]
-        if spec.multi_node:
-            out += [{"name": "HCCL_IF_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                    {"name": "HCCL_SOCKET_IFNAME", "value": "eth0"}, {"name": "GLOO_SOCKET_IFNAME", "value": "eth0"}]
     if spec.multi_node and spec.engine == "vllm":
         out.append({"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
-    if spec.multi_node and spec.dep.efa_interfaces:
-        out += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"}]
+    out += platform.fabric_env(spec)
     if w.region and w.method in ("nvme", "runai-streamer"):
         out += [{"name": "AWS_REGION", "value": w.region}, {"name": "AWS_DEFAULT_REGION", "value": w.region}]
     if w.method == "hub":
         out.append({"name": "HF_HOME", "value": "/hf-cache"})
+        out += platform.hub_env(spec, w.hub_endpoint)
         if w.hf_token:
             ref = {"name": w.hf_token[0], "key": w.hf_token[1]}
             out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
