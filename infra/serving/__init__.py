@@ -176,7 +176,10 @@ class Serving(pulumi.ComponentResource):
                      monitoring.gateway_service_monitor(ns, {"app.kubernetes.io/name": gateway_k8s.NAME}), crd)
         prices = {p.name: plan.pool(p.name).hourly_usd for p in cfg.pools if not p.node_selector}
         self._custom(f"{name}-rules", monitoring.prometheus_rule(
-            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts), crd)
+            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts,
+            cfg.cluster.accelerator), crd)
+        if cfg.cluster.accelerator == "ascend":
+            self._custom(f"{name}-npu-monitor", monitoring.npu_pod_monitor(ns), crd)
         cm = monitoring.dashboard_config_map(ns)
         k8s.core.v1.ConfigMap(f"{name}-dashboard", metadata=cm["metadata"], data=cm["data"], opts=kube.opts(self))
         if kube.managed and cfg.cluster.accelerator == "nvidia" and mon.dcgm_exporter:

@@ -80,3 +80,24 @@ def test_the_ascend_stack_downloads_from_modelscope_on_its_master_branch():
     assert c["command"][2] == "Eco-Tech/GLM-5.1-w4a8"
     assert c["command"][c["command"].index("--revision") + 1] == "master"
     assert {"name": "VLLM_USE_MODELSCOPE", "value": "True"} in c["env"]
+
+
+def test_an_ascend_cluster_is_monitored_through_the_npu_exporter():
+    records = rendered("onprem-ascend")
+    (npu,) = [r for r in of_type(records, "kubernetes:monitoring.coreos.com/v1:PodMonitor")
+              if r["inputs"]["metadata"]["name"] == "npu-exporter"]
+    assert npu["inputs"]["spec"]["namespaceSelector"] == {"matchNames": ["npu-exporter"]}
+    (rule,) = of_type(records, "kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    exprs = [r["expr"] for g in rule["inputs"]["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert any("npu_chip_info_hbm_used_memory" in e for e in exprs) and not any("DCGM_" in e for e in exprs)
+    nvidia = of_type(rendered("existing-cluster"), "kubernetes:monitoring.coreos.com/v1:PodMonitor")
+    assert all(r["inputs"]["metadata"]["name"] != "npu-exporter" for r in nvidia)
+
+
+def test_the_dashboard_gpu_panels_also_read_npu_metrics():
+    from infra.serving.monitoring import dashboard_json
+    panels = {p["title"]: p for p in json.loads(dashboard_json())["panels"]}
+    util = [t["expr"] for t in panels["GPU / NPU utilization (DCGM or Ascend NPU exporter)"]["targets"]]
+    mem = [t["expr"] for t in panels["GPU / NPU memory used"]["targets"]]
+    assert any("DCGM_FI_DEV_GPU_UTIL" in e for e in util) and any("npu_chip_info_utilization" in e for e in util)
+    assert any("npu_chip_info_hbm_total_memory" in e for e in mem)
