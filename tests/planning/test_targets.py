@@ -143,3 +143,24 @@ def test_an_msmodelslim_directory_is_sized_from_its_quant_description(tmp_path):
     (tmp_path / "quant_model_description.json").write_text(json.dumps({"model_quant_type": "W4A4_DYNAMIC"}))
     with pytest.raises(ValueError, match="W4A4_DYNAMIC.*use a W8A8 or W4A8 checkpoint"):
         arch_from_config(read_local(tmp_path))
+
+
+def test_fleet_plan_sizes_glm52_fp8_on_p5en_without_the_network(tmp_path, capsys):
+    """The CLI, end to end: conftest points the hub at a closed port, so a fetch would fail the plan."""
+    import yaml
+
+    from scripts.fleet import main
+    from tests.conftest import STACKS
+
+    doc = yaml.safe_load((STACKS / "Pulumi.staging.yaml").read_text())
+    cfg = doc["config"]
+    glm = next(m for m in cfg["llm-fleet:models"] if "GLM-5.1" in m["source"])
+    glm.update(source="zai-org/GLM-5.2-FP8", revision="main")
+    cfg.setdefault("llm-fleet:engines", {})["vllm"] = {"version": "v0.23.0"}
+    path = tmp_path / "Pulumi.glm52.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", "--stack-file", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    dep = next(d for d in out["deployments"] if d["source"] == "zai-org/GLM-5.2-FP8")
+    assert dep["instanceType"] == "p5en.48xlarge" and dep["nodesPerReplica"] == 1 and dep["precision"] == "fp8"
+    assert "--speculative-config.num_speculative_tokens" in dep["engineArgs"]
