@@ -61,11 +61,9 @@ class Amortization:
     power_kw: float
     usd_per_kwh: float
 
-    HOURS_PER_MONTH = 365 * 24 / 12
-
     @property
     def capex_hourly_usd(self) -> float:
-        return self.capex_usd / (self.months * self.HOURS_PER_MONTH)
+        return self.capex_usd / (self.months * 365 * 24 / 12)
 
     @property
     def power_hourly_usd(self) -> float:
@@ -307,10 +305,8 @@ def _load_shapes(f: _File, known: Mapping[str, Source]) -> dict[str, InstanceSha
 
 def _interconnect(f: _File, name: str, r: dict, efa: int) -> str:
     value = r.get("interconnect", "efa" if efa else "none")
-    if value not in INTERCONNECTS:
-        raise f.fail(f"{name}.interconnect", f"{value!r} is not one of {list(INTERCONNECTS)}")
-    if (value == "efa") != (efa > 0):
-        raise f.fail(f"{name}.interconnect", f"{value!r} does not match efaInterfaces {efa}")
+    if value not in INTERCONNECTS or (value == "efa") != (efa > 0):
+        raise f.fail(f"{name}.interconnect", f"{value!r}: not in {list(INTERCONNECTS)} or not matching efaInterfaces")
     return value
 
 
