@@ -85,6 +85,13 @@ class ModelArch:
     max_context: int
     checkpoint_precision: str    # "bf16" | "fp8" | "int4" | "w8a8" | "w4a8"
     quant_method: str | None
+    # DSA IndexShare (GLM-5.2 `indexer_types`): only "full" layers own an indexer and cache its keys;
+    # "shared" layers reuse the previous one. None: every layer has its own (GLM-5 / 5.1, DeepSeek-V3.2).
+    index_layers: int | None = None
+
+    @property
+    def indexed_layers(self) -> int:
+        return self.layers if self.index_layers is None else self.index_layers
 
     @property
     def is_moe(self) -> bool:
@@ -103,8 +110,10 @@ class ModelArch:
                 indexer = (self.q_lora_rank or h) * self.index_heads * self.index_head_dim \
                     + h * self.index_head_dim + h * self.index_heads
             attn = q + kv + o + indexer
+            shared_indexers = (self.layers - self.indexed_layers) * indexer   # layers that reuse one
         else:
             attn = h * self.heads * self.head_dim * 2 + h * self.kv_heads * self.head_dim * 2
+            shared_indexers = 0
         dense_layers = self.layers - self.moe_layers
         expert_block = 3 * h * self.moe_intermediate * (self.experts + self.shared_experts)
         router = h * self.experts
@@ -112,7 +121,7 @@ class ModelArch:
         return Params(
             embedding=self.vocab * h,
             lm_head=0 if self.tied_embeddings else self.vocab * h,
-            attention=attn * self.layers,
+            attention=attn * self.layers - shared_indexers,
             dense_mlp=3 * h * self.intermediate * dense_layers,
             experts=expert_block * self.moe_layers,
             router=router * (self.moe_layers + (self.mtp_layers if self.is_moe else 0)),
@@ -150,9 +159,9 @@ class ModelArch:
         """Per GPU: MLA caches the latent on every TP rank (replicated); GQA shards KV heads over TP."""
         layers = math.ceil(self.layers / pp)
         if self.attention == "mla":
-            per_layer = (self.kv_lora_rank + self.qk_rope_dim + self.index_head_dim) * kv_dtype_bytes
-        else:
-            per_layer = 2 * math.ceil(self.kv_heads / tp) * self.head_dim * kv_dtype_bytes
+            latent = (self.kv_lora_rank + self.qk_rope_dim) * kv_dtype_bytes * layers
+            return latent + self.index_head_dim * kv_dtype_bytes * math.ceil(self.indexed_layers / pp)
+        per_layer = 2 * math.ceil(self.kv_heads / tp) * self.head_dim * kv_dtype_bytes
         return per_layer * layers
 
 
@@ -218,4 +227,6 @@ def arch_from_config(cfg: Mapping[str, Any], name: str = "model") -> ModelArch:
         shared_experts=int(_first(cfg, "n_shared_experts", default=0) or 0),
         moe_layers=moe_layers, mtp_layers=int(cfg.get("num_nextn_predict_layers") or 0),
         max_context=int(_first(cfg, "max_position_embeddings", "seq_length", default=4096)),
-        checkpoint_precision=precision, quant_method=method)
+        checkpoint_precision=precision, quant_method=method,
+        index_layers=(sum(1 for t in cfg["indexer_types"] if t == "full")
+                      if isinstance(cfg.get("indexer_types"), list | tuple) else None))

@@ -164,3 +164,19 @@ def test_fleet_plan_sizes_glm52_fp8_on_p5en_without_the_network(tmp_path, capsys
     dep = next(d for d in out["deployments"] if d["source"] == "zai-org/GLM-5.2-FP8")
     assert dep["instanceType"] == "p5en.48xlarge" and dep["nodesPerReplica"] == 1 and dep["precision"] == "fp8"
     assert "--speculative-config.num_speculative_tokens" in dep["engineArgs"]
+
+
+def test_glm52_catalog_config_is_the_published_one_with_indexshare():
+    from infra.planning.sizing import _checkpoint_config
+
+    shipped = arch_from_config(json.loads((FIXTURES / "hf" / "zai-org__GLM-5.2-FP8" / "config.json").read_text()))
+    entry = CAT.model("glm-5.2")
+    assert arch_from_config(_checkpoint_config(entry, "zai-org/GLM-5.2-FP8")) == shipped
+    assert shipped.index_layers == 21 and shipped.max_context == 1048576
+    # only the 21 "full" layers cache indexer keys; every layer caches the 512 + 64 latent
+    assert shipped.kv_bytes_per_token(2) == (512 + 64) * 2 * 78 + 128 * 2 * 21
+    glm51 = glm51_arch()
+    assert glm51.kv_bytes_per_token(2) == (512 + 64 + 128) * 2 * 78            # unchanged without IndexShare
+    p = shipped.params()
+    assert abs(p.total / 1e9 - entry.total_params_b) < 1                       # ~753B with the MTP layer
+    assert p.total < glm51.params().total                                      # fewer indexers than GLM-5.1
