@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.sizing import PORT, DeploymentPlan
-from infra.serving import platform
+from infra.serving import targets
 from infra.stack.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
 
 # Pinned: peakcom/s5cmd v2.3.0, the upstream image (alpine, /bin/sh, binary at /s5cmd); seen pinned the
@@ -154,7 +154,7 @@ def command(spec: EngineSpec, role: str) -> list[Any]:
     args = list(spec.dep.engine_args) + extra
     if spec.engine == "vllm":
         cmd: list[Any] = ["vllm", "serve", model, *args]
-        if (ascend := platform.ascend_launch(spec, role)) is not None:
+        if (ascend := targets.ascend_launch(spec, role)) is not None:
             return cmd + ascend
         if role != "single":
             cmd += ["--distributed-executor-backend", "mp", "--nnodes", "$(LWS_GROUP_SIZE)",
@@ -191,7 +191,7 @@ def resources(spec: EngineSpec) -> dict[str, Any]:
     gpu = ACCELERATORS[spec.accelerator]["resource"]
     requests = {"cpu": str(cpu), "memory": f"{mem_gib}Gi", gpu: str(gpus)}
     limits = {"memory": f"{cap_mem + shm_gib(spec)}Gi", gpu: str(gpus)}
-    fabric = platform.fabric_resources(spec)
+    fabric = targets.fabric_resources(spec)
     return {"requests": {**requests, **fabric}, "limits": {**limits, **fabric}}
 
 
@@ -209,12 +209,12 @@ def env(spec: EngineSpec) -> list[dict[str, Any]]:
         out += [{"name": k, "value": v} for k, v in ASCEND_ENV.items()]
     if spec.multi_node and spec.engine == "vllm":
         out.append({"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
-    out += platform.fabric_env(spec)
+    out += targets.fabric_env(spec)
     if w.region and w.method in ("nvme", "runai-streamer"):
         out += [{"name": "AWS_REGION", "value": w.region}, {"name": "AWS_DEFAULT_REGION", "value": w.region}]
     if w.method == "hub":
         out.append({"name": "HF_HOME", "value": "/hf-cache"})
-        out += platform.hub_env(spec, w.hub_endpoint)
+        out += targets.hub_env(spec, w.hub_endpoint)
         if w.hf_token:
             ref = {"name": w.hf_token[0], "key": w.hf_token[1]}
             out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
