@@ -7,6 +7,8 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.planning.catalog import load_catalog
 from infra.planning.hub import read_local
@@ -180,3 +182,19 @@ def test_glm52_catalog_config_is_the_published_one_with_indexshare():
     p = shipped.params()
     assert abs(p.total / 1e9 - entry.total_params_b) < 1                       # ~753B with the MTP layer
     assert p.total < glm51.params().total                                      # fewer indexers than GLM-5.1
+
+
+@settings(max_examples=60, deadline=None)
+@given(hidden=st.sampled_from([1024, 2048, 4096, 6144]), layers=st.integers(2, 96), dense=st.integers(0, 3),
+       experts=st.sampled_from([8, 64, 128, 256]), moe_inter=st.sampled_from([512, 1408, 2048]),
+       shared=st.integers(0, 2))
+def test_msmodelslim_sizes_follow_the_routed_experts(hidden, layers, dense, experts, moe_inter, shared):
+    cfg = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 16, "num_key_value_heads": 4,
+           "vocab_size": 32000, "intermediate_size": 4 * hidden, "moe_intermediate_size": moe_inter,
+           "n_routed_experts": experts, "n_shared_experts": shared, "num_experts_per_tok": 4,
+           "first_k_dense_replace": min(dense, layers - 1)}
+    arch = arch_from_config(cfg)
+    routed = arch.routed_expert_params()
+    assert routed == 3 * hidden * moe_inter * experts * (layers - min(dense, layers - 1))
+    assert arch.weight_bytes("w8a8") - arch.weight_bytes("w4a8") == pytest.approx(0.5 * routed)
+    assert arch.weight_bytes("w4a8") < arch.weight_bytes("w8a8") < arch.weight_bytes("fp8") < arch.weight_bytes("bf16")
