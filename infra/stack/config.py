@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from infra.stack.ci import parse_ci
 from infra.stack.reader import ConfigError, Node, refuse_clear_text_secrets
 from infra.stack.sections import (
     NAMESPACE,
@@ -83,6 +84,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     monitoring = parse_monitoring(root.node("monitoring"))
     storage = parse_storage(root.node("storage"), secret_names)
     jobs = parse_jobs(root.node("jobs"))
+    ci = parse_ci(root.node("ci"), root.bool("bootstrap", False), cluster, network, jobs)
     root.done()
     _check_shapes(shapes, pools, cluster, storage)
     if not pools and cluster.existing is None:
@@ -92,7 +94,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     return StackConfig(stack=stack, environment=environment, region=region, network=network,
                        cluster=cluster, pools=pools, models=models, engines=engines, gateway=gateway,
                        monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys),
-                       shapes=shapes)
+                       shapes=shapes, ci=ci)
 
 
 def _check_shapes(shapes, pools, cluster, storage) -> None:
