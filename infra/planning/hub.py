@@ -14,8 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import requests
-
 TIMEOUT_SECONDS = 20
 MODELSCOPE = "modelscope"
 MODELSCOPE_URL = "https://www.modelscope.cn"    # modelscope SDK's default endpoint
@@ -55,10 +53,11 @@ def config_url(hf_id: str, revision: str, endpoint: str | None) -> tuple[str, st
     return base, f"{base}/{hf_id}/resolve/{revision}/config.json"
 
 
-def fetch_config(hf_id: str, revision: str = "main", session: requests.Session | None = None,
+def fetch_config(hf_id: str, revision: str = "main", session: Any = None,
                  endpoint: str | None = None) -> dict[str, Any]:
     """config.json of `hf_id` at `revision` from `endpoint` (see config_url); a cached copy is used when
-    present (pin a commit to be exact)."""
+    present (pin a commit to be exact). `requests` is imported only when the hub is really asked:
+    `fleet plan` on catalog models stays light."""
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", hf_id) or not re.fullmatch(r"[\w./-]+", revision):
         raise HubError(f"{hf_id}@{revision}: not a Hugging Face repo id and revision")
     cached = cache_dir() / hf_id / revision / "config.json"
@@ -67,6 +66,8 @@ def fetch_config(hf_id: str, revision: str = "main", session: requests.Session |
     hub, url = config_url(hf_id, revision, endpoint)
     send_token = os.environ.get("HF_TOKEN") and endpoint != MODELSCOPE     # never hand an HF token to another hub
     headers = {"Authorization": f"Bearer {os.environ['HF_TOKEN']}"} if send_token else {}
+    import requests
+
     try:
         response = (session or requests).get(url, headers=headers, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as err:

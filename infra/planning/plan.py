@@ -7,12 +7,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogError, CatalogModel, version_key
+from infra.planning.coldstart import ColdStart, prewarm_minutes, rates
 from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
+from infra.planning.economics import (
+    INPUT_PER_OUTPUT,
+    PlatformCost,
+    TokenEconomics,
+    idle_node_hours,
+    node_starts_per_month,
+    platform_costs,
+    token_economics,
+)
 from infra.planning.hub import fetch_config
 from infra.planning.shapes import catalog_for
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
@@ -29,6 +39,13 @@ class Plan:
     models: tuple[ModelCost, ...]
     notes: tuple[str, ...]
     egress: tuple[str, ...] = ()      # per key: which models' requests may leave the cluster, to whom
+    platform: tuple[PlatformCost, ...] = ()               # non-GPU monthly costs, apart from the pools
+    config: StackConfig | None = None                     # the stack with `prewarmMinutes: auto` resolved
+    economics: Mapping[str, TokenEconomics] = field(default_factory=dict)   # per model, like for like
+
+    @property
+    def platform_monthly_usd(self) -> float:
+        return sum(c.monthly_usd for c in self.platform)
 
     @property
     def monthly_usd(self) -> float:
@@ -50,7 +67,11 @@ class Plan:
             "monthlyUSD": round(self.monthly_usd, 2), "maxMonthlyUSD": round(self.max_monthly_usd, 2),
             "pools": [_pool_json(p) for p in self.pools],
             "deployments": [_deployment_json(d) for d in self.deployments],
-            "models": [_model_json(m) for m in self.models],
+            "models": [_model_json(m, self.economics.get(m.model)) for m in self.models],
+            "gpuMonthlyUSD": round(self.monthly_usd, 2),
+            "platformMonthlyUSD": round(self.platform_monthly_usd, 2),
+            "platform": [{"item": c.item, "monthlyUSD": round(c.monthly_usd, 2), "basis": c.basis}
+                         for c in self.platform],
             "notes": list(self.notes),
             "egress": list(self.egress),
         }
@@ -89,12 +110,13 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
             spec = dataclasses.replace(spec, loading="hub")
         for placement in spec.placements:
             pool = cfg.pool(placement.pool)
-            on_aws = cfg.cluster.existing is None
-            dep = plan_deployment(spec, placement, pool, cfg.engines[spec.engine], resolved, catalog, on_aws=on_aws)
+            dep = plan_deployment(spec, placement, pool, cfg.engines[spec.engine], resolved, catalog,
+                                  existing_cluster=cfg.cluster.existing is not None)
             dep = _with_efa_image(dep, cfg)
             for other in pool.instance_types[1:]:
                 alt = dataclasses.replace(pool, instance_types=(other,))
-                plan_deployment(spec, placement, alt, cfg.engines[spec.engine], resolved, catalog, on_aws=on_aws)
+                plan_deployment(spec, placement, alt, cfg.engines[spec.engine], resolved, catalog,
+                                existing_cluster=cfg.cluster.existing is not None)
             _check_pool_holds(dep, pool.min_size, pool.max_size, notes)
             deployments.append(dep)
             per_model.setdefault(spec.name, []).append(dep)
@@ -102,13 +124,85 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
     for pool in cfg.pools:
         if not any(d.pool == pool.name for d in deployments):
             notes.append(f"pool {pool.name} serves no model")
+    notes.extend(prewarm_notes(cfg, deployments))
+    cfg = resolve_prewarm(cfg, deployments)
+    for i, pool in enumerate(cfg.pools):
+        if pool.schedule is not None and pool.schedule.prewarm_auto:       # costed again with its lead
+            pools[i] = pool_cost(pool, catalog.instance(pool.instance_type), cfg.region, month)
     pool_map = {p.pool: p for p in pools}
     models = tuple(
         model_cost(spec, per_model[spec.name], deployments, pool_map,
                    catalog.api_prices_for(resolved_key) if (resolved_key := _catalog_key(spec, catalog)) else ())
         for spec in cfg.models)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
-                deployments=tuple(deployments), models=models, notes=tuple(notes), egress=egress(cfg))
+                deployments=tuple(deployments), models=models, notes=tuple(notes),
+                platform=_platform(cfg, deployments), economics=_economics(cfg, models, per_model), config=cfg,
+                egress=egress(cfg))
+
+
+def resolve_prewarm(cfg: StackConfig, deployments: list[DeploymentPlan]) -> StackConfig:
+    """The stack with every `prewarmMinutes: auto` set to the modeled cold start (totalSeconds) of the
+    slowest deployment on that pool, so the EventBridge schedules, KEDA, the jobs and the cost all use
+    the same lead."""
+    pools = []
+    for pool in cfg.pools:
+        on_pool = [d.load.seconds for d in deployments if d.pool == pool.name]
+        if pool.schedule is not None and pool.schedule.prewarm_auto and on_pool:
+            lead = prewarm_minutes(max(on_pool))
+            pool = dataclasses.replace(pool, schedule=dataclasses.replace(pool.schedule, prewarm_minutes=lead))
+        pools.append(pool)
+    return dataclasses.replace(cfg, pools=tuple(pools))
+
+
+def with_prewarm(cfg: StackConfig) -> StackConfig:
+    """`cfg` as the program runs it: unchanged unless a pool's pre-warm lead is `auto`, which needs the plan."""
+    if not any(p.schedule is not None and p.schedule.prewarm_auto for p in cfg.pools):
+        return cfg
+    return build_plan(cfg).config
+
+
+def _platform(cfg: StackConfig, deployments: list[DeploymentPlan]) -> tuple[PlatformCost, ...]:
+    starts = sum(node_starts_per_month(cfg).values())
+    image_gb = max((rates()["image"]["compressedGB"][d.engine] for d in deployments), default=0.0)
+    weights_gb = sum({d.model: d.weights_gb for d in deployments}.values())
+    return platform_costs(cfg, starts, image_gb, weights_gb)
+
+
+def _economics(cfg: StackConfig, models: tuple[ModelCost, ...],
+               per_model: dict[str, list[DeploymentPlan]]) -> dict[str, TokenEconomics]:
+    """Per model: tokens on the stated mix, less what pre-warm and cold-start hours cannot serve."""
+    out = {}
+    for m in models:
+        spec = next(s for s in cfg.models if s.name == m.model)
+        idle = sum(idle_node_hours(cfg, d.pool, d.load.seconds) * d.replicas_per_node / d.layout.nodes
+                   for d in per_model.get(m.model, []))
+        tokens = m.output_tokens_per_month
+        if tokens is not None and spec.throughput is not None:
+            rate = spec.throughput.output_tokens_per_second * spec.throughput.utilization
+            tokens = max(0.0, tokens - idle * 3600 * rate)
+        out[m.model] = token_economics(m.monthly_usd, tokens, m.cheapest_api, idle)
+    return out
+
+
+def prewarm_notes(cfg: StackConfig, deployments: list[DeploymentPlan]) -> list[str]:
+    """A scheduled pool whose pre-warm lead is shorter than the cold start of what it serves opens its
+    windows without ready replicas: say so, with the lead that would do."""
+    out = []
+    for pool in cfg.pools:
+        on_pool = [d for d in deployments if d.pool == pool.name]
+        if pool.schedule is None or not on_pool:
+            continue
+        slowest = max(on_pool, key=lambda d: d.load.seconds)
+        need = prewarm_minutes(slowest.load.seconds)
+        if pool.schedule.prewarm_auto:
+            out.append(f"pool {pool.name}: prewarmMinutes auto = {need} min, the modeled cold start of "
+                       f"{slowest.model} ({slowest.load.seconds} s)")
+        elif pool.schedule.prewarm_minutes < need:
+            out.append(f"pool {pool.name}: schedule.prewarmMinutes {pool.schedule.prewarm_minutes} is shorter than "
+                       f"the modeled cold start of {slowest.model} ({slowest.load.seconds} s): replicas are ready "
+                       f"~{need - pool.schedule.prewarm_minutes} min into each window; set prewarmMinutes to {need}")
+    return out
+
 
 
 def egress(cfg: StackConfig) -> tuple[str, ...]:
@@ -201,15 +295,42 @@ def _deployment_json(d: DeploymentPlan) -> dict[str, Any]:
         "replicas": {"min": d.min_replicas, "max": d.max_replicas},
         "load": {"method": d.load.method, "estimateSeconds": d.load.seconds,
                  "startupProbeSeconds": d.load.probe_seconds, "basis": d.load.basis},
+        "coldStart": None if d.cold_start is None else cold_start_json(d.cold_start),
         "engineArgs": list(d.engine_args),
     }
 
 
-def _model_json(m: ModelCost) -> dict[str, Any]:
+def economics_json(e: TokenEconomics | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"inputPerOutputTokens": e.mix, "usdPerMillionTokens": _r(e.usd_per_million_tokens, 3),
+            "apiUSDPerMillionTokens": _r(e.api_usd_per_million_tokens, 3),
+            "capacityMillionTokensPerDay": _r(e.capacity_million_tokens_per_day, 1),
+            "breakEvenMillionTokensPerDay": _r(e.break_even_million_tokens_per_day, 1),
+            "breakEvenReachable": e.reachable, "idleNodeHoursPerMonth": _r(e.idle_node_hours, 1),
+            "basis": f"both sides on {INPUT_PER_OUTPUT:g} input tokens per output token; tokens at the stated "
+                     "throughput less pre-warm and cold-start hours"}
+
+
+def cold_start_json(c: ColdStart) -> dict[str, Any]:
+    return {"path": c.path, "nodeSeconds": c.node_seconds, "imageSeconds": c.image_seconds,
+            "weightsSeconds": c.weights_seconds, "loadSeconds": c.load_seconds, "warmupSeconds": c.warmup_seconds,
+            "totalSeconds": c.total_seconds, "limitSeconds": c.limit_seconds, "ratio": round(c.ratio, 2),
+            "restartSeconds": c.restart_seconds, "firstStartSeconds": c.first_start_seconds,
+            "prewarmMinutes": prewarm_minutes(c.total_seconds), "overlapped": list(c.overlapped),
+            "basis": list(c.basis)}
+
+
+def _model_json(m: ModelCost, e: TokenEconomics | None) -> dict[str, Any]:
+    """`usdPerMillionTokens` and `breakEvenMillionTokensPerDay` are like for like (input + output tokens
+    on the stated mix, both sides: `economics`); the output-only figure keeps its own name."""
     api = m.cheapest_api
     return {"model": m.model, "monthlyUSD": _r(m.monthly_usd),
             "outputTokensPerMonth": None if m.output_tokens_per_month is None else int(m.output_tokens_per_month),
-            "usdPerMillionTokens": _r(m.usd_per_million_tokens, 3),
-            "cheapestApi": None if api is None else {"provider": api.provider, "blendedUSDPerM": api.blended_usd_per_m,
-                                                      "asOf": api.as_of},
-            "breakEvenMillionTokensPerDay": _r(m.break_even_million_tokens_per_day, 1)}
+            "usdPerMillionOutputTokens": _r(m.usd_per_million_tokens, 3),
+            "usdPerMillionTokens": None if e is None else _r(e.usd_per_million_tokens, 3),
+            "cheapestApi": None if api is None else {
+                "provider": api.provider, "blendedUSDPerM": api.blended_usd_per_m, "asOf": api.as_of,
+                "usdPerMillionTokensOnMix": None if e is None else _r(e.api_usd_per_million_tokens, 3)},
+            "breakEvenMillionTokensPerDay": None if e is None else _r(e.break_even_million_tokens_per_day, 1),
+            "economics": economics_json(e)}

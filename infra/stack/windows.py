@@ -34,6 +34,9 @@ class Schedule:
     windows: tuple[Window, ...]
     off_size: int
     prewarm_minutes: int
+    # `prewarmMinutes: auto`: the planner sets prewarm_minutes to the modeled cold start of what the pool
+    # serves (infra.planning.plan.resolve_prewarm); until then it is 0
+    prewarm_auto: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
@@ -83,7 +86,11 @@ def parse_schedule(node: Node, max_size: int) -> Schedule:
         raise ConfigError(f"{node.sub('timezone')}: {zone_name!r} is not an IANA time zone; use a name such as "
                           "Asia/Shanghai, Europe/London or UTC") from None
     off = node.int("offSize", 0, minimum=0, maximum=max_size)
-    prewarm = node.int("prewarmMinutes", 0, minimum=0, maximum=720)
+    auto = node.raw("prewarmMinutes", 0) == "auto"
+    if isinstance(node.raw("prewarmMinutes", 0), str) and not auto:
+        raise ConfigError(f"{node.sub('prewarmMinutes')}: {node.raw('prewarmMinutes', 0)!r} is not a whole number "
+                          "of minutes or 'auto' (the modeled cold start of the pool's models)")
+    prewarm = 0 if auto else node.int("prewarmMinutes", 0, minimum=0, maximum=720)
     windows = []
     for item in node.items("windows"):
         start = parse_time(item.req("start"), item.sub("start"))
@@ -107,7 +114,7 @@ def parse_schedule(node: Node, max_size: int) -> Schedule:
                 raise ConfigError(f"{node.sub('windows')}[{j}]: overlaps window [{i}] on "
                                   f"{DAYS[min(common)]} ({hm(b.start)}-{hm(b.end)} vs {hm(a.start)}-{hm(a.end)}); "
                                   "one pool's windows must not overlap")
-    return Schedule(zone_name, tuple(windows), off, prewarm)
+    return Schedule(zone_name, tuple(windows), off, prewarm, auto)
 
 
 def hm(t: time) -> str:

@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from infra.aws.addons import CA_VERSION, LBC_VERSION, asg_pattern, lb_controller_policy
+from infra.planning.plan import build_plan
+from infra.stack.config import load_stack_file
 from scripts.render import MOCK_UNIQUE_ID, render
 from tests.aws.test_network import narrow_offerings, pool_of, render_error, stack_file
-from tests.conftest import named, of_type
+from tests.conftest import STACKS, named, of_type
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
@@ -90,10 +92,13 @@ def test_prod_peak_pool_schedules_in_shanghai_time(rendered):
     records = rendered("prod")
     schedules = sorted((s["inputs"] for s in of_type(records, SCHEDULE) if s["name"].startswith("gpu-h200-peak")),
                        key=lambda s: s["name"])
+    # the pre-warm lead is the modeled cold start (`prewarmMinutes: auto`)
+    lead = build_plan(load_stack_file(STACKS / "Pulumi.prod.yaml")).config.pool("h200-peak").schedule.prewarm_minutes
+    first, second = 9 * 60 - lead, 13 * 60 + 30 - lead
     assert [(s["scheduleExpression"], json.loads(s["target"]["input"])["ScalingConfig"]) for s in schedules] == [
-        ("cron(15 8 ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
+        (f"cron({first % 60} {first // 60} ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
         ("cron(0 12 ? * MON-FRI *)", {"MinSize": 0, "MaxSize": 2, "DesiredSize": 0}),
-        ("cron(45 12 ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
+        (f"cron({second % 60} {second // 60} ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
         ("cron(0 19 ? * MON-FRI *)", {"MinSize": 0, "MaxSize": 2, "DesiredSize": 0}),
     ]
     for s in schedules:

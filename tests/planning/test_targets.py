@@ -30,7 +30,8 @@ HGX = ShapeSpec(name="hgx-h100.8x", accelerator="nvidia", device="h100", count=8
 
 def plan(spec, itype, *, engine=VLLM, catalog=CAT, on_aws=True):
     resolved = resolve_model(spec, catalog, **NO_FETCH)
-    return plan_deployment(spec, spec.placements[0], pool(itype), engine, resolved, catalog, on_aws=on_aws)
+    return plan_deployment(spec, spec.placements[0], pool(itype), engine, resolved, catalog,
+                           existing_cluster=not on_aws)
 
 
 def glm51_arch():

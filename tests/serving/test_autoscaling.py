@@ -18,8 +18,14 @@ PROM = "http://prometheus:9090"
 
 
 def prod(stack_values):
-    cfg = parse_config(stack_values("prod"), "prod")
-    return cfg, build_plan(cfg)
+    plan = build_plan(parse_config(stack_values("prod"), "prod"))
+    return plan.config, plan              # `prewarmMinutes: auto` resolved, as the program runs it
+
+
+def _start(hour: int, minute: int, lead: int) -> str:
+    """KEDA cron start: the window start less the pre-warm lead."""
+    at = hour * 60 + minute - lead
+    return f"{at % 60} {at // 60} * * MON,TUE,WED,THU,FRI"
 
 
 def dep_on(plan, model, pool):
@@ -48,10 +54,12 @@ def test_peak_pool_windows_become_cron_triggers_with_prewarm(stack_values):
     dep = dep_on(plan, "glm-5-1", "h200-peak")
     so = scaled(cfg, dep)
     crons = [t for t in so["spec"]["triggers"] if t["type"] == "cron"]
+    lead = cfg.pool("h200-peak").schedule.prewarm_minutes
+    assert lead > 0
     assert [t["metadata"] for t in crons] == [
-        {"timezone": "Asia/Shanghai", "start": "15 8 * * MON,TUE,WED,THU,FRI", "end": "0 12 * * MON,TUE,WED,THU,FRI",
+        {"timezone": "Asia/Shanghai", "start": _start(9, 0, lead), "end": "0 12 * * MON,TUE,WED,THU,FRI",
          "desiredReplicas": "2"},
-        {"timezone": "Asia/Shanghai", "start": "45 12 * * MON,TUE,WED,THU,FRI", "end": "0 19 * * MON,TUE,WED,THU,FRI",
+        {"timezone": "Asia/Shanghai", "start": _start(13, 30, lead), "end": "0 19 * * MON,TUE,WED,THU,FRI",
          "desiredReplicas": "2"}]
     assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 2
     assert so["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "glm-5-1-h200-peak"}
@@ -107,11 +115,12 @@ def test_scale_to_zero_model_wakes_on_gateway_traffic(stack_values):
 
 
 def test_staging_business_hours_scale_the_big_model_from_zero(stack_values):
-    cfg = parse_config(stack_values("staging"), "staging")
-    plan = build_plan(cfg)
+    plan = build_plan(parse_config(stack_values("staging"), "staging"))
+    cfg = plan.config
     so = scaled(cfg, dep_on(plan, "glm-5-1", "h200-business"))
     cron = next(t for t in so["spec"]["triggers"] if t["type"] == "cron")
-    assert cron["metadata"] == {"timezone": "Asia/Shanghai", "start": "15 8 * * MON,TUE,WED,THU,FRI",
+    lead = cfg.pool("h200-business").schedule.prewarm_minutes
+    assert cron["metadata"] == {"timezone": "Asia/Shanghai", "start": _start(9, 0, lead),
                                 "end": "0 19 * * MON,TUE,WED,THU,FRI", "desiredReplicas": "1"}
 
 
