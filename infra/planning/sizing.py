@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.planning.catalog import VENDOR_PRECISIONS, Catalog, CatalogModel, InstanceShape
+from infra.planning.catalog import Catalog, CatalogModel, InstanceShape
+from infra.planning.catalog.hardware import VENDOR_PRECISIONS
 from infra.planning.coldstart import ColdStart, weights_path
 from infra.planning.hub import HubError, fetch_config, read_local
 from infra.planning.loading import LoadEstimate, estimate_load

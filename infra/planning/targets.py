@@ -3,7 +3,8 @@ needs where it runs. Pure; sizing raises the refusals these return, each with a 
 
 from __future__ import annotations
 
-from infra.planning.catalog import VENDOR_PRECISIONS, CatalogModel, InstanceShape
+from infra.planning.catalog import CatalogModel, InstanceShape
+from infra.planning.catalog.hardware import VENDOR_PRECISIONS
 from infra.stack.spec import ModelSpec
 
 
