@@ -15,6 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# No quantity in a stack file comes near this (dollars, GB, Gbps, seconds); past it, sums and products
+# over a month of node-hours stop being finite numbers (`fleet plan --json` would print Infinity).
+FLOAT_MAX = 1e12
 # A key is a credential when one of its words is one of these (hfToken, apiKey, masterKey, dbPassword).
 SECRET_WORDS = frozenset({"token", "password", "passphrase", "secret", "credential", "credentials"})
 SECRET_PAIRS = frozenset({"apikey", "masterkey", "accesskey", "privatekey", "secretkey", "authkey"})
@@ -173,7 +176,7 @@ class Node:
             raise ConfigError(f"{self.sub(key)}: {value} is not a finite number; give a number"
                               + (f" between {minimum} and {maximum}" if minimum is not None and maximum is not None
                                  else f" of at least {minimum}" if minimum is not None else ""))
-        _bounds(self.sub(key), value, minimum, maximum)
+        _bounds(self.sub(key), value, minimum, FLOAT_MAX if maximum is None else maximum)
         return float(value)
 
     def bool(self, key: str, default: bool) -> bool:
@@ -226,7 +229,8 @@ def _bounds(path: str, value: float, minimum: float | None, maximum: float | Non
     if minimum is not None and value < minimum:
         raise ConfigError(f"{path}: {value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
-        why = " (a 32-bit integer, the most the cloud APIs accept)" if maximum == INT32_MAX else ""
+        why = (" (a 32-bit integer, the most the cloud APIs accept)" if maximum == INT32_MAX else
+               " (no quantity in a stack file is that large)" if maximum == FLOAT_MAX else "")
         raise ConfigError(f"{path}: {value} is above the maximum {maximum}{why}")
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scripts.fleet import main
 from tests.conftest import STACKS
 
-STACK_NAMES = ("dev", "staging", "prod", "existing-cluster")
+STACK_NAMES = tuple(sorted(p.name[len("Pulumi."):-len(".yaml")] for p in STACKS.glob("Pulumi.*.yaml")))
 TEXTS = {name: (STACKS / f"Pulumi.{name}.yaml").read_text() for name in STACK_NAMES}
 NUMBERS = (math.nan, math.inf, -math.inf, 1e308, -1, -(2**31) - 1, 2**31, 2**63, 10**30, 0, 0.5)
 TYPES = ("x", 7, 1.5, True, [], {}, ["x"], {"k": 1}, "", None)

@@ -306,3 +306,11 @@ def test_two_deployments_cut_to_the_same_kubernetes_name_are_refused(tmp_path):
 ])
 def test_model_ids_and_revisions_the_hub_would_refuse(tmp_path, key, value, expected):
     assert expected in plan_refuses(stack_file(tmp_path, lambda c: c["llm-fleet:models"][1].update({key: value})))
+
+
+def test_a_huge_number_under_a_key_without_its_own_bound_is_refused(tmp_path):
+    """A general ceiling for numbers (a declared shape's price, found by the property test: 1e308 USD/h
+    made the month's cost infinite and `plan --json` print Infinity)."""
+    path = stack_file(tmp_path, lambda c: c["llm-fleet:shapes"][0].update(hourlyUSD=1e308), "gpu-cloud")
+    assert plan_refuses(path) == ("llm-fleet.shapes[0].hourlyUSD: 1e+308 is above the maximum 1000000000000.0 "
+                                  "(no quantity in a stack file is that large)")
