@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogError, load_catalog
 from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
 from infra.planning.hub import fetch_config
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
+from infra.planning.windows_plan import effective_schedule
 from infra.stack.spec import StackConfig
+from infra.stack.windows import Schedule
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,12 @@ class Plan:
     deployments: tuple[DeploymentPlan, ...]
     models: tuple[ModelCost, ...]
     notes: tuple[str, ...]
+    # per scheduled pool, the schedule it really follows (pre-warm defaulted, short gaps merged:
+    # infra.planning.windows_plan); the KEDA cron triggers, the cost and `fleet simulate` read this
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+
+    def schedule(self, pool: str) -> Schedule | None:
+        return self.schedules.get(pool)
 
     @property
     def monthly_usd(self) -> float:
@@ -58,18 +66,12 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
     """Size and cost the whole stack, or raise SizingError naming the model, pool and the way out."""
     catalog = catalog or load_catalog()
     notes: list[str] = []
-    pools = []
     for pool in cfg.pools:
         for itype in pool.instance_types:
             try:
                 catalog.instance(itype)
             except CatalogError as err:
                 raise SizingError(f"pools.{pool.name}.instanceTypes: {err}") from None
-        shape = catalog.instance(pool.instance_type)
-        try:
-            pools.append(pool_cost(pool, shape, cfg.region, month))
-        except CatalogError as err:
-            raise SizingError(f"pools.{pool.name}: {err}; choose a region the catalog prices") from None
     deployments: list[DeploymentPlan] = []
     per_model: dict[str, list[DeploymentPlan]] = {}
     for spec in cfg.models:
@@ -84,16 +86,27 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
             deployments.append(dep)
             per_model.setdefault(spec.name, []).append(dep)
             notes.extend(f"{spec.name} on {pool.name}: {n}" for n in dep.notes)
+    pools = []
+    schedules: dict[str, Schedule] = {}
     for pool in cfg.pools:
         if not any(d.pool == pool.name for d in deployments):
             notes.append(f"pool {pool.name} serves no model")
+        schedule, schedule_notes = effective_schedule(pool, [d for d in deployments if d.pool == pool.name])
+        notes.extend(schedule_notes)
+        if schedule is not None:
+            schedules[pool.name] = schedule
+        try:
+            pools.append(pool_cost(dataclasses.replace(pool, schedule=schedule), catalog.instance(pool.instance_type),
+                                   cfg.region, month))
+        except CatalogError as err:
+            raise SizingError(f"pools.{pool.name}: {err}; choose a region the catalog prices") from None
     pool_map = {p.pool: p for p in pools}
     models = tuple(
         model_cost(spec, per_model[spec.name], deployments, pool_map,
                    catalog.api_prices_for(resolved_key) if (resolved_key := _catalog_key(spec, catalog)) else ())
         for spec in cfg.models)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
-                deployments=tuple(deployments), models=models, notes=tuple(notes))
+                deployments=tuple(deployments), models=models, notes=tuple(notes), schedules=schedules)
 
 
 def _catalog_key(spec, catalog: Catalog) -> str | None:

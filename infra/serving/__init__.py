@@ -57,7 +57,7 @@ class Serving(pulumi.ComponentResource):
             scalers.append(autoscaling.scaled_object(
                 spec.name, self._ns, spec.dep, kind="LeaderWorkerSet" if spec.multi_node else "Deployment",
                 api_version=engines.LWS_API if spec.multi_node else "apps/v1",
-                schedule=cfg.pool(spec.dep.pool).schedule, prometheus_url=prom_url,
+                schedule=plan.schedule(spec.dep.pool), prometheus_url=prom_url,
                 queue_target=models[spec.dep.model].queue_target, wake_on_demand=wake,
                 labels=engines.selector(spec)))
         self._keda = (controllers.release(f"{name}-keda", controllers.KEDA, controllers.keda_values(), self, kube)

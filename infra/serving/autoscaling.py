@@ -16,20 +16,15 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from infra.planning.sizing import DeploymentPlan
+from infra.planning.windows_plan import cooldown_seconds
 from infra.stack.windows import DAYS, Schedule, Window
 
 KEDA_API = "keda.sh/v1alpha1"
-LARGE_MODEL_GB = 200
 POLLING_SECONDS = 30
 # Waiting-queue gauges: vLLM (vllm/v1/metrics/loggers.py) and SGLang (srt/metrics/collector.py).
 QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue_reqs"}
 # LiteLLM proxy counter (litellm/integrations/prometheus.py, label requested_model).
 GATEWAY_REQUESTS = "litellm_proxy_total_requests_metric_total"
-
-
-def cooldown_seconds(dep: DeploymentPlan) -> int:
-    """Long enough not to flap: a large model reloads for tens of minutes after a scale-down."""
-    return 1800 if dep.weights_gb >= LARGE_MODEL_GB else 600
 
 
 def replicas_for_nodes(dep: DeploymentPlan, nodes: int) -> int:

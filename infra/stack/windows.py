@@ -34,6 +34,7 @@ class Schedule:
     windows: tuple[Window, ...]
     off_size: int
     prewarm_minutes: int
+    prewarm_given: bool = True   # False: the stack left it out; the planner defaults it to the cold start
 
     @property
     def zone(self) -> ZoneInfo:
@@ -84,6 +85,7 @@ def parse_schedule(node: Node, max_size: int) -> Schedule:
                           "Asia/Shanghai, Europe/London or UTC") from None
     off = node.int("offSize", 0, minimum=0, maximum=max_size)
     prewarm = node.int("prewarmMinutes", 0, minimum=0, maximum=720)
+    prewarm_given = node.has("prewarmMinutes")
     windows = []
     for item in node.items("windows"):
         start = parse_time(item.req("start"), item.sub("start"))
@@ -107,7 +109,7 @@ def parse_schedule(node: Node, max_size: int) -> Schedule:
                 raise ConfigError(f"{node.sub('windows')}[{j}]: overlaps window [{i}] on "
                                   f"{DAYS[min(common)]} ({hm(b.start)}-{hm(b.end)} vs {hm(a.start)}-{hm(a.end)}); "
                                   "one pool's windows must not overlap")
-    return Schedule(zone_name, tuple(windows), off, prewarm)
+    return Schedule(zone_name, tuple(windows), off, prewarm, prewarm_given)
 
 
 def hm(t: time) -> str:
