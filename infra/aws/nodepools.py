@@ -1,15 +1,16 @@
 """GPU node pools: one EKS managed node group per pool, its launch template, scale-from-zero tags on the
-node group and its ASG, EventBridge Scheduler schedules for scheduled pools, and the cluster add-ons
-that make GPU nodes usable and scalable (infra.addons).
+node group and its ASG, and the cluster add-ons that make GPU nodes usable and scalable (infra.addons).
 
-Desired size belongs to the cluster-autoscaler, the schedules and `fleet reconcile`, so Pulumi ignores
-it after creation (`ignore_changes`); min and max stay declared by the stack file.
+Desired size belongs to cluster-autoscaler alone (nodes follow pods; docs/capacity.md), so Pulumi ignores
+it after creation (`ignore_changes`); min and max are bounds: the stack file's, or an operator's override
+that `fleet scale` / `fleet reconcile` write. A pool's schedule is not a node-group action: it is the KEDA
+cron triggers of the pool's engines (pods), and the nodes follow them. No EventBridge schedule writes a
+node group's size, so nothing undoes the autoscaler or cuts an override.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 
 import pulumi
 import pulumi_aws as aws
@@ -27,7 +28,6 @@ from infra.aws.nodes import (
 )
 from infra.planning.catalog import InstanceShape, load_catalog
 from infra.planning.plan import Plan
-from infra.planning.schedule_cron import cron_actions
 from infra.stack import names
 from infra.stack.spec import PoolSpec, StackConfig
 from infra.wiring import KubeTarget
@@ -39,7 +39,6 @@ NVME_MOUNT = "/mnt/k8s-disks/0"
 # One instance-store disk breaks nodeadm's RAID0 on AL2023 >= v20250620 (awslabs/amazon-eks-ami#2386,
 # open): RAID only shapes whose instance store is large enough to be several disks.
 RAID_MIN_NVME_GB = 1000
-SCHEDULE_TARGET = "arn:aws:scheduler:::aws-sdk:eks:updateNodegroupConfig"
 
 
 # ---------------------------------------------------------------------------------------------- pure
@@ -155,7 +154,6 @@ class GpuNodePools(pulumi.ComponentResource):
                                     opts=pulumi.ResourceOptions(parent=self))
             self.node_groups[pool.name] = ng
             self.launch_templates[pool.name] = lt
-        self._schedules(cfg, cluster, tags)
         self.addons = ClusterAddons(f"{name}-addons", cfg, plan, cluster, network, kube, self.node_groups,
                                     opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"node_groups": {p: ng.node_group_name for p, ng in self.node_groups.items()}})
@@ -190,45 +188,3 @@ class GpuNodePools(pulumi.ComponentResource):
                 for kind in ("instance", "volume")],
             tags={**tags, names.LABEL_POOL: pool.name},
             opts=pulumi.ResourceOptions(parent=self), **extra)
-
-    def _schedules(self, cfg: StackConfig, cluster: Cluster, tags: dict[str, str]) -> None:
-        """Each scheduled pool: a role allowed exactly UpdateNodegroupConfig on its node group, and one
-        EventBridge schedule per cron action, in the pool's time zone."""
-        scheduled = [p for p in cfg.pools if p.schedule is not None]
-        if not scheduled:
-            return
-        name, cluster_name = self._name, names.cluster_name(cfg)
-        account = aws.get_caller_identity().account_id
-        group = aws.scheduler.ScheduleGroup(f"{name}-schedules", name=cluster_name, tags=tags,
-                                            opts=pulumi.ResourceOptions(parent=self))
-        for pool in scheduled:
-            ng = self.node_groups[pool.name]
-            role = aws.iam.Role(
-                f"{name}-{pool.name}-scheduler", name=iam_name(cluster_name, pool.name, "scheduler"), tags=tags,
-                assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": account}}}]}),
-                opts=pulumi.ResourceOptions(parent=self))
-            aws.iam.RolePolicy(
-                f"{name}-{pool.name}-scheduler-policy", role=role.name,
-                policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Action": "eks:UpdateNodegroupConfig", "Resource": ng.arn}]}),
-                opts=pulumi.ResourceOptions(parent=self))
-            for i, action in enumerate(cron_actions(pool.schedule)):
-                # EventBridge Scheduler's universal target takes the SDK request shape (PascalCase
-                # members of the EKS service model), not the REST body's camelCase.
-                body = pulumi.Output.json_dumps({
-                    "ClusterName": cluster.name, "NodegroupName": ng.node_group_name,
-                    "ScalingConfig": {k[0].upper() + k[1:]: v for k, v in action.scaling(pool.max_size).items()}})
-                aws.scheduler.Schedule(
-                    f"{name}-{pool.name}-{i:02d}-{action.kind}", name=f"{pool.name}-{i:02d}-{action.kind}",
-                    group_name=group.name, schedule_expression=action.expression,
-                    schedule_expression_timezone=pool.schedule.timezone,
-                    description=f"{pool.name}: size {action.state.size} at {action.hour:02d}:{action.minute:02d} "
-                                f"{pool.schedule.timezone}",
-                    flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
-                    target=aws.scheduler.ScheduleTargetArgs(
-                        arn=SCHEDULE_TARGET, role_arn=role.arn, input=body,
-                        retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
-                            maximum_event_age_in_seconds=3600, maximum_retry_attempts=10)),
-                    opts=pulumi.ResourceOptions(parent=self))

@@ -100,40 +100,15 @@ def test_node_groups_ignore_desired_size(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- schedules
 
-def test_prod_peak_pool_schedules_in_shanghai_time(rendered):
-    records = rendered("prod")
-    schedules = sorted((s["inputs"] for s in of_type(records, SCHEDULE) if s["name"].startswith("gpu-h200-peak")),
-                       key=lambda s: s["name"])
-    assert [(s["scheduleExpression"], json.loads(s["target"]["input"])["ScalingConfig"]) for s in schedules] == [
-        ("cron(15 8 ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
-        ("cron(0 12 ? * MON-FRI *)", {"MinSize": 0, "MaxSize": 2, "DesiredSize": 0}),
-        ("cron(45 12 ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
-        ("cron(0 19 ? * MON-FRI *)", {"MinSize": 0, "MaxSize": 2, "DesiredSize": 0}),
-    ]
-    for s in schedules:
-        assert s["scheduleExpressionTimezone"] == "Asia/Shanghai"
-        assert s["flexibleTimeWindow"] == {"mode": "OFF"} and s["groupName"] == "llm-fleet-prod"
-        assert s["target"]["arn"] == "arn:aws:scheduler:::aws-sdk:eks:updateNodegroupConfig"
-        body = json.loads(s["target"]["input"])
-        assert body["ClusterName"] == "llm-fleet-prod" and body["NodegroupName"] == "llm-fleet-prod-h200-peak"
-        assert s["target"]["roleArn"].endswith("role/llm-fleet-prod-h200-peak-scheduler")
-    assert not [s for s in of_type(records, SCHEDULE) if "h200-base" in s["name"]]
-
-
-def test_dev_spot_pool_schedule_in_london_with_15_minutes_prewarm(rendered):
-    schedules = sorted(s["inputs"]["scheduleExpression"] for s in of_type(rendered("dev"), SCHEDULE))
-    assert schedules == ["cron(0 19 ? * MON-FRI *)", "cron(45 7 ? * MON-FRI *)"]
-    assert {s["inputs"]["scheduleExpressionTimezone"] for s in of_type(rendered("dev"), SCHEDULE)} == {"Europe/London"}
-
-
-def test_scheduler_role_may_call_exactly_update_nodegroup_config_on_its_pool(rendered):
-    records = rendered("prod")
-    policy = json.loads(named(records, "gpu-h200-peak-scheduler-policy")["inputs"]["policy"])
-    assert policy["Statement"] == [{"Effect": "Allow", "Action": "eks:UpdateNodegroupConfig",
-                                    "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/gpu-h200-peak"}]
-    trust = json.loads(named(records, "gpu-h200-peak-scheduler")["inputs"]["assumeRolePolicy"])
-    assert trust["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+@pytest.mark.parametrize("stack", ["prod", "dev", "staging"])
+def test_no_schedule_writes_a_node_group_size(rendered, stack):
+    """Nodes follow pods (docs/capacity.md): a pool's schedule is KEDA cron triggers, never an
+    EventBridge action that sets a node group's size under running engines or cuts an override."""
+    records = rendered(stack)
+    assert of_type(records, SCHEDULE) == []
+    assert not [r for r in records if "eks:updateNodegroupConfig" in json.dumps(r["inputs"])]
+    scaled = [r for r in records if r["type"].endswith("ScaledObject")]
+    assert any(t["type"] == "cron" for r in scaled for t in r["inputs"]["spec"]["triggers"])
 
 
 # ---------------------------------------------------------------------------------------------- add-ons
