@@ -26,7 +26,7 @@ from infra.planning.fleetops import Action, NodeGroup, Price, hold, plan_reconci
 from infra.stack import names
 from infra.stack.spec import StackConfig
 from scripts import aws, metrics
-from scripts.common import UserError, add_stack_args, emit, load_stack
+from scripts.common import UserError, add_stack_args, emit, load_stack, parse_iso
 
 HELP = "put every pool at its scheduled size (run it every few minutes)"
 BUSY = 3
@@ -69,13 +69,7 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, at: bool = True, drain
 
 
 def parse_time(text: str, flag: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"{flag} {text!r} is not an ISO time such as 2026-11-20T09:00+08:00") from None
-    if moment.tzinfo is None:
-        raise UserError(f"{flag} {text!r} has no UTC offset; add one (e.g. +08:00) or Z for UTC")
-    return moment.astimezone(UTC)
+    return parse_iso(text, flag).astimezone(UTC)
 
 
 class Job:
