@@ -23,12 +23,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
 )
+from botocore.parsers import ResponseParserError
 
 from infra.planning.capacity import Offering, Reservation
 from infra.planning.fleetops import NodeGroup, Scaling, iso
@@ -100,6 +102,26 @@ def user_errors(what: str) -> Iterator[None]:
         raise
 
 
+AWS_FAILURE = 4          # exit status: AWS could not be read or answered unexpectedly (docs/jobs.md)
+
+
+def is_aws_error(err: BaseException) -> bool:
+    return isinstance(err, ClientError | BotoCoreError | ResponseParserError)
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for any AWS failure: the code and message AWS sent, or what botocore could not do."""
+    if isinstance(err, ClientError):
+        info = err.response.get("Error", {})
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return (f"{err.operation_name}: AWS answered {info.get('Code') or status or 'an error'}"
+                f"{': ' + str(info.get('Message')) if info.get('Message') else ''}")
+    if isinstance(err, ResponseParserError):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"AWS sent an answer botocore could not parse (an outage or a proxy in the way?): {first[:200]}"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def account_id(sts: Any) -> str:
     with user_errors("sts:GetCallerIdentity"):
         return str(sts.get_caller_identity()["Account"])
@@ -108,14 +130,23 @@ def account_id(sts: Any) -> str:
 # ---------------------------------------------------------------------------------------------- node groups
 
 def describe_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup:
+    found = find_group(eks, cfg, pool)
+    if found is None:
+        cluster, name = names.cluster_name(cfg), names.nodegroup_name(cfg, pool)
+        raise UserError(f"pool {pool}: no node group {name} in cluster {cluster} ({cfg.region}); "
+                        "deploy the stack first (pulumi up), or check the stack name")
+    return found
+
+
+def find_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup | None:
+    """The pool's node group, or None when it is not deployed (yet)."""
     cluster, name = names.cluster_name(cfg), names.nodegroup_name(cfg, pool)
     try:
         with user_errors(f"eks:DescribeNodegroup {name}"):
             ng = eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"]
     except ClientError as err:
         if error_code(err) == "ResourceNotFoundException":
-            raise UserError(f"pool {pool}: no node group {name} in cluster {cluster} ({cfg.region}); "
-                            "deploy the stack first (pulumi up), or check the stack name") from None
+            return None
         raise
     sc = ng.get("scalingConfig", {})
     modified = ng.get("modifiedAt")
@@ -127,14 +158,26 @@ def describe_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup:
 
 
 def describe_groups(eks: Any, cfg: StackConfig) -> dict[str, NodeGroup]:
-    """Every pool's node group, read before anything changes (a missing one stops the run)."""
-    return {pool.name: describe_group(eks, cfg, pool.name) for pool in cfg.pools}
+    """Every deployed pool's node group, read before anything changes; a pool not deployed yet is left
+    out (the jobs report it and handle the others)."""
+    return {pool.name: g for pool in cfg.pools if (g := find_group(eks, cfg, pool.name)) is not None}
+
+
+class ApplyFailed(Exception):
+    """A node group change that did not happen; `left` says what could not be undone (normally nothing)."""
+
+    def __init__(self, message: str, left: str | None = None):
+        super().__init__(message if left is None else f"{message}; {left}")
+        self.left = left
 
 
 def apply(eks: Any, cfg: StackConfig, group: NodeGroup, scaling: Scaling | None, set_tags: dict[str, str],
           remove_tags: list[str], sleep: Callable[[float], None]) -> None:
-    """Tags first (an override is recorded before it is applied), then the scaling config."""
-    with user_errors(f"node group {group.name}"):
+    """One atomic change: tags (the override's record), then the scaling config; when the scaling
+    update fails, the tags are put back as they were, so a failed override leaves nothing behind."""
+    before = {k: group.tags[k] for k in [*set_tags, *remove_tags] if k in group.tags}
+    added = [k for k in set_tags if k not in group.tags]
+    try:
         if remove_tags:
             retrying(lambda: eks.untag_resource(resourceArn=group.arn, tagKeys=remove_tags), sleep=sleep)
         if set_tags:
@@ -144,6 +187,20 @@ def apply(eks: Any, cfg: StackConfig, group: NodeGroup, scaling: Scaling | None,
                 clusterName=names.cluster_name(cfg), nodegroupName=group.name,
                 scalingConfig={"minSize": scaling.min_size, "maxSize": scaling.max_size,
                                "desiredSize": scaling.desired}), sleep=sleep)
+    except Exception as err:
+        if not is_aws_error(err):
+            raise
+        try:
+            if added:
+                retrying(lambda: eks.untag_resource(resourceArn=group.arn, tagKeys=added), sleep=sleep)
+            if before:
+                retrying(lambda: eks.tag_resource(resourceArn=group.arn, tags=before), sleep=sleep)
+        except Exception as undo:
+            if not is_aws_error(undo):
+                raise
+            raise ApplyFailed(describe_error(err), f"the tags could not be put back ({describe_error(undo)}): "
+                              f"they are now {sorted(set_tags)} set, {sorted(remove_tags)} removed") from None
+        raise ApplyFailed(describe_error(err)) from None
 
 
 def on_demand_nodes(ec2: Any, cfg: StackConfig, pool: str) -> int:
@@ -172,9 +229,11 @@ class StackLock:
     conditional on our ETag, so a run never removes a lock someone else took over."""
 
     def __init__(self, s3: Any, bucket: str, stack: str, command: str, *, clock: Callable[[], datetime],
-                 ttl: timedelta = timedelta(minutes=15)):
+                 ttl: timedelta = timedelta(minutes=15), break_lock: bool = False):
         self.s3, self.bucket, self.key, self.clock, self.ttl = s3, bucket, names.lock_key(stack), clock, ttl
         self.command = command
+        self.break_lock = break_lock
+        self.broken: dict[str, Any] | None = None       # the holder whose live lock --break-lock took
         self.owner = whoami()
         self.token = uuid.uuid4().hex
         self.etag: str | None = None
@@ -210,9 +269,12 @@ class StackLock:
                 raise
             info = _parse(held["Body"].read())
             expires = info.get("expires")
-            if expires is not None and expires > self.clock():
+            if expires is not None and expires > self.clock() and not self.break_lock:
                 raise LockBusy(f"stack is locked by {info.get('owner')} (pid {info.get('pid')}, "
-                               f"{info.get('command')}) until {iso(expires)}; nothing changed")
+                               f"{info.get('command')}) until {iso(expires)}; nothing changed (if that run is "
+                               "dead, --break-lock takes the lock over)")
+            if expires is not None and expires > self.clock():
+                self.broken = info
             try:
                 self.etag = self._put(self.ttl, IfMatch=held["ETag"])
                 return

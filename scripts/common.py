@@ -74,3 +74,11 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except (UserError, *user_errors) as err:
         print(f"fleet {args.command}: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        # AWS errors: one line and their own exit status, never a traceback
+        from scripts import aws
+        if not aws.is_aws_error(err):
+            raise
+        print(f"fleet {args.command}: AWS error: {aws.describe_error(err)}; the JSON lines above (if any) are "
+              "what was done; run again, or see docs/jobs.md", file=sys.stderr)
+        return aws.AWS_FAILURE
