@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.planning.catalog import load_catalog
+from infra.planning.placement import fallback_pools, queue_owners
 from infra.planning.plan import Plan
 from infra.runtime import secret_output
 from infra.serving import autoscaling, controllers, engines, gateway_k8s, monitoring
@@ -48,6 +49,7 @@ class Serving(pulumi.ComponentResource):
                             if mon.prometheus == "install" else None)
 
         models = {m.name: m for m in cfg.models}
+        queues = queue_owners(cfg, plan.deployments)
         woken: set[str] = set()
         scalers = []
         for spec in specs:
@@ -59,6 +61,7 @@ class Serving(pulumi.ComponentResource):
                 api_version=engines.LWS_API if spec.multi_node else "apps/v1",
                 schedule=plan.schedule(spec.dep.pool), prometheus_url=prom_url,
                 queue_target=models[spec.dep.model].queue_target, wake_on_demand=wake,
+                scales_on_queue=queues.get(spec.dep.model) == spec.dep.pool,
                 labels=engines.selector(spec)))
         self._keda = (controllers.release(f"{name}-keda", controllers.KEDA, controllers.keda_values(), self, kube)
                       if any(scalers) else None)
@@ -82,6 +85,7 @@ class Serving(pulumi.ComponentResource):
         if weights is None and cfg.storage.hf_token is not None and any(not m.is_local for m in cfg.models):
             hf = self._plain_secret(HF_SECRET, {"HF_TOKEN": cfg.storage.hf_token})
         out = []
+        fallbacks = fallback_pools(cfg, plan.deployments)
         for dep in plan.deployments:
             shape = catalog.instance(dep.instance_type)
             pool = cfg.pool(dep.pool)
@@ -90,7 +94,8 @@ class Serving(pulumi.ComponentResource):
                 accelerator=cfg.cluster.accelerator, node_selector=pool.selector, vcpus=shape.vcpus,
                 memory_mib=shape.memory_mib, gpus_per_node=shape.gpu_count,
                 weights=_weights_plan(models[dep.model], weights, cfg.region, hf),
-                grace_seconds=cfg.gateway.request_timeout_seconds + 60))
+                grace_seconds=cfg.gateway.request_timeout_seconds + 60,
+                fallback_pools=fallbacks.get((dep.model, dep.pool), ())))
         return out
 
     def _engine(self, spec: engines.EngineSpec, scaler: dict[str, Any] | None) -> None:

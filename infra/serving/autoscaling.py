@@ -92,18 +92,21 @@ def _num(value: float) -> str:
 
 def scaled_object(name: str, namespace: str, dep: DeploymentPlan, *, kind: str, api_version: str,
                   schedule: Schedule | None, prometheus_url: str | None, queue_target: int,
-                  wake_on_demand: bool, labels: dict[str, str]) -> dict[str, Any] | None:
+                  wake_on_demand: bool, labels: dict[str, str], scales_on_queue: bool = True) -> dict[str, Any] | None:
     """The ScaledObject for one workload, or None when nothing can change its size (no schedule, no
-    Prometheus, or min == max without a schedule)."""
+    Prometheus, or min == max without a schedule). Only one workload per model scales on the model's
+    queue (`scales_on_queue`, infra.planning.placement.queue_owners); the others follow their cron
+    triggers and minimums."""
     triggers = cron_triggers(schedule, dep) if schedule is not None else []
-    if prometheus_url is not None and dep.max_replicas > dep.min_replicas:
+    elastic = prometheus_url is not None and dep.max_replicas > dep.min_replicas
+    if elastic and scales_on_queue:
         triggers.append(prometheus_trigger("queue", prometheus_url, queue_query(dep, namespace),
                                            queue_target, 0))
-        if wake_on_demand and dep.min_replicas == 0:
-            # threshold far above any request rate: this trigger asks for one replica at most, and only
-            # activates the workload from zero; the queue trigger scales it further.
-            triggers.append(prometheus_trigger("gateway-demand", prometheus_url, demand_query(dep.model),
-                                               1_000_000, 0))
+    if elastic and wake_on_demand and dep.min_replicas == 0:
+        # threshold far above any request rate: this trigger asks for one replica at most, and only
+        # activates the workload from zero; the queue trigger scales it further.
+        triggers.append(prometheus_trigger("gateway-demand", prometheus_url, demand_query(dep.model),
+                                           1_000_000, 0))
     if not triggers or (schedule is None and dep.max_replicas == dep.min_replicas):
         return None
     cooldown = cooldown_seconds(dep)

@@ -108,6 +108,7 @@ class EngineSpec:
     weights: WeightsPlan
     grace_seconds: int                        # terminationGracePeriodSeconds: in-flight requests finish
     extra_labels: dict[str, str] = field(default_factory=dict)
+    fallback_pools: tuple[str, ...] = ()      # on-demand pools this spot workload may also use (placement.py)
 
     @property
     def engine(self) -> str:
@@ -309,10 +310,18 @@ def pod_spec(spec: EngineSpec, role: str) -> dict[str, Any]:
         "containers": [container(spec, role)],
         "volumes": vols,
         "nodeSelector": dict(spec.node_selector),
-        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"},
-                        {"key": LABEL_POOL, "operator": "Equal", "value": spec.dep.pool, "effect": "NoSchedule"}],
+        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}] + [
+            {"key": LABEL_POOL, "operator": "Equal", "value": p, "effect": "NoSchedule"}
+            for p in (spec.dep.pool, *spec.fallback_pools)],
         "terminationGracePeriodSeconds": spec.grace_seconds,
     }
+    if spec.fallback_pools:
+        # spot first, on-demand fallback: the pool label may be any of these; the autoscaler's priority
+        # expander picks the spot group first (infra.planning.placement)
+        pod["nodeSelector"].pop(LABEL_POOL, None)
+        pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": LABEL_POOL, "operator": "In",
+                                   "values": [spec.dep.pool, *spec.fallback_pools]}]}]}}}
     inits = init_containers(spec)
     if inits:
         pod["initContainers"] = inits

@@ -155,14 +155,20 @@ def test_conflict_when_a_schedule_writes_the_size_the_autoscaler_owns(prod):
     assert "flap" in kinds(result)
 
 
-def test_a_spot_pool_that_cannot_launch_is_backed_off_and_reported(prod):
+def test_spot_first_and_on_demand_fallback_when_spot_cannot_launch(prod):
+    """One workload may land on the spot pool or the on-demand peak pool: the priority expander tries spot
+    first; a spot group that cannot launch is backed off and the on-demand pool takes the replicas."""
     cfg, records = prod
-    rpm = steady(cfg, 1, **{"glm-5-1": 2000})           # far above base + peak: the queue asks for spot
-    day = START.astimezone(UTC)
-    quiet = run(records, cfg, days=1, rpm=rpm)
-    assert quiet["gpuHours"]["h200-spot"] > 0
-    out = run(records, cfg, days=1, rpm=rpm, spot_unavailable=[(day - timedelta(days=2), day + timedelta(days=2))])
-    assert out["gpuHours"]["h200-spot"] < quiet["gpuHours"]["h200-spot"] and out["failedSpotLaunches"] > 0
+    saturday = datetime.fromisoformat("2026-12-12T00:00:00+08:00")          # no peak window all day
+    rpm = {m.name: [2000.0 if m.name == "glm-5-1" else 0.0] * 1440 for m in cfg.models}   # far above base
+    sim = from_render(records, cfg, build_plan(cfg))
+    quiet, _ = simulate(sim, cfg, saturday, 1, rpm)
+    assert quiet["gpuHours"]["h200-spot"] > 0 and quiet["gpuHours"]["h200-peak"] == 0
+    day = saturday.astimezone(UTC)
+    out, _ = simulate(sim, cfg, saturday, 1, rpm, spot_unavailable=[(day - timedelta(days=2), day + timedelta(days=2))])
+    assert out["gpuHours"]["h200-spot"] == 0 and out["failedSpotLaunches"] > 0
+    assert out["gpuHours"]["h200-peak"] > 0                                   # the on-demand fallback
+    assert {c["pool"] for c in out["coldStarts"]} == {"h200-peak"}
 
 
 # ------------------------------------------------------------------------------------------------ inputs

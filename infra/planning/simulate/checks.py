@@ -118,7 +118,7 @@ class Recorder:
         if not self.counted(minute):
             return
         for name, g in groups.items():
-            nodes = g.nodes
+            nodes = [n for n in g.nodes if n.fails_at is None]       # a spot launch that fails is not billed
             self.cost += len(nodes) * g.pool.hourly_usd / 60
             self.gpu_hours[name] = self.gpu_hours.get(name, 0.0) + len(nodes) * g.pool.gpus_per_node / 60
             ready = sum(1 for n in nodes if minute >= n.ready_at and n.fails_at is None)
