@@ -12,6 +12,7 @@ endpoint: one line, the JSON lines above it are what was done); see docs/jobs.md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from datetime import datetime, timedelta
 
 from infra.planning.capacity import capacity_spans, cheapest_covering, covering, quote
@@ -45,7 +46,8 @@ def _pools(job: Job) -> list[PoolSpec]:
             raise UserError(f"--pool {job.args.pool}: not a capacity-block pool (capacity: capacity-block)")
     if not blocks:
         raise UserError(f"stack {job.cfg.stack} has no pool with capacity: capacity-block")
-    return blocks
+    # the windows the pool really keeps: pre-warm defaulted to the cold start, short gaps merged
+    return [dataclasses.replace(p, schedule=job.schedules.get(p.name, p.schedule)) for p in blocks]
 
 
 def run(args: argparse.Namespace, deps: Deps | None = None) -> int:

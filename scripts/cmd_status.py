@@ -22,22 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON line per pool")
 
 
-def _schedules(job: Job) -> dict[str, Any]:
-    """The schedules the plan gives the pools (pre-warm defaulted, short gaps merged), if it builds."""
-    from infra.planning.catalog import CatalogError
-    from infra.planning.hub import HubError
-    from infra.planning.plan import build_plan
-    from infra.planning.sizing import SizingError
-    try:
-        return dict(build_plan(job.cfg).schedules)
-    except (SizingError, CatalogError, HubError):   # model facts may need the hub: show the stack's then
-        return {}
-
-
 def run(args: argparse.Namespace, deps: Deps | None = None) -> int:
     job = Job(args, deps or Deps(), "status", mutating=False)
     groups = job.groups()
-    schedules = _schedules(job)
+    schedules = job.schedules
     rows = []
     for pool in job.cfg.pools:
         if pool.name not in groups:

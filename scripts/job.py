@@ -28,6 +28,7 @@ from infra.planning.fleetops import Action, NodeGroup, Price, pool_prices
 from infra.stack import names
 from infra.stack.config import load_stack_file
 from infra.stack.spec import StackConfig
+from infra.stack.windows import Schedule
 from scripts import aws, metrics
 from scripts.common import UserError, add_stack_args, emit, load_stack, parse_iso
 
@@ -130,6 +131,18 @@ class Job:
     @cached_property
     def ec2(self) -> Any:
         return self.deps.client(self.session, "ec2")
+
+    @cached_property
+    def schedules(self) -> dict[str, Schedule]:
+        """The schedules the plan gives the pools (pre-warm defaulted, short gaps merged); the stack's
+        own when the plan cannot be built here (model facts may need the hub)."""
+        from infra.planning.hub import HubError
+        from infra.planning.plan import build_plan
+        from infra.planning.sizing import SizingError
+        try:
+            return dict(build_plan(self.cfg).schedules)
+        except (SizingError, CatalogError, HubError):
+            return {p.name: p.schedule for p in self.cfg.pools if p.schedule is not None}
 
     @cached_property
     def prices(self) -> dict[str, Price | None]:
