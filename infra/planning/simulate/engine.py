@@ -244,8 +244,8 @@ class Simulation:
     def _keda(self, minute: int) -> None:
         for w in self.sim.workloads:
             s = w.scaler
-            if s is None:
-                continue
+            if s is None or minute % max(1, s.polling_seconds // STEP):
+                continue                                  # KEDA polls every pollingInterval
             state, now = self.keda[w.name], minute * STEP
             cron_want = max((t.desired for j, t in enumerate(s.crons) if self.cron_active[(w.name, j)][minute]),
                             default=0)
