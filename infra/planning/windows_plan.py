@@ -28,6 +28,10 @@ NODE_BOOT_SECONDS = 300
 LARGE_MODEL_GB = 200
 COOLDOWN_LARGE_SECONDS = 1800
 COOLDOWN_SMALL_SECONDS = 600
+# KEDA's pollingInterval and the HPA's scale-up policy (one pod per period) that infra.serving.autoscaling
+# writes: a window of N replicas is complete (N - 1) periods after its first replica was asked for.
+POLLING_SECONDS = 30
+SCALE_UP_PERIOD_SECONDS = 120
 # cluster-autoscaler --scale-down-unneeded-time (its default, written explicitly by infra.aws.addons).
 SCALE_DOWN_UNNEEDED_SECONDS = 600
 DAY = 24 * 60
@@ -65,6 +69,14 @@ def pool_cold_start_seconds(deps: Sequence[DeploymentPlan]) -> int:
     return max((cold_start(d).total_seconds for d in deps), default=NODE_BOOT_SECONDS)
 
 
+def ready_lead_seconds(deps: Sequence[DeploymentPlan], schedule: Schedule) -> int:
+    """How long before a window's start its replicas must be asked for to be Ready at the start: one
+    KEDA poll, the HPA's one-pod-per-period ramp to the window's replicas, then the cold start."""
+    replicas = max((w.size for w in schedule.windows), default=1) * max((d.replicas_per_node for d in deps), default=1)
+    replicas = min(replicas, max((d.max_replicas for d in deps), default=1))
+    return POLLING_SECONDS + max(0, replicas - 1) * SCALE_UP_PERIOD_SECONDS + pool_cold_start_seconds(deps)
+
+
 def release_seconds(deps: Sequence[DeploymentPlan]) -> int:
     """From a window's end until its nodes are gone: KEDA cooldown, then the node's unneeded time."""
     return max((cooldown_seconds(d) for d in deps), default=0) + SCALE_DOWN_UNNEEDED_SECONDS
@@ -77,15 +89,17 @@ def effective_schedule(pool: PoolSpec, deps: Sequence[DeploymentPlan]) -> tuple[
         return None, []
     notes: list[str] = []
     cold_min = math.ceil(pool_cold_start_seconds(deps) / 60)
+    lead = math.ceil(ready_lead_seconds(deps, schedule) / 60)
     prewarm = schedule.prewarm_minutes
     where = f"pools.{pool.name}.schedule"
     if not schedule.prewarm_given:
-        prewarm = cold_min
-        notes.append(f"{where}.prewarmMinutes defaults to the modeled cold start: {cold_min} min")
-    elif prewarm < cold_min:
-        notes.append(f"{where}.prewarmMinutes {prewarm} is less than the modeled cold start ({cold_min} min): "
-                     f"the windows' size will not be Ready at their start; raise it to {cold_min} or leave it "
-                     "out for that default")
+        prewarm = lead
+        notes.append(f"{where}.prewarmMinutes defaults to the modeled cold start ({cold_min} min) and the "
+                     f"replicas' ramp: {lead} min")
+    elif prewarm < lead:
+        notes.append(f"{where}.prewarmMinutes {prewarm} is less than the modeled cold start ({cold_min} min; "
+                     f"{lead} min with the replicas' ramp): the windows' size will not be Ready at their start; "
+                     f"raise it to {lead} or leave it out for that default")
     threshold = cold_min + math.ceil(release_seconds(deps) / 60)
     windows, merged = _merge_gaps(schedule.windows, prewarm, threshold)
     for (start, end, nxt), days in merged.items():

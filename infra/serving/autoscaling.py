@@ -16,11 +16,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from infra.planning.sizing import DeploymentPlan
-from infra.planning.windows_plan import cooldown_seconds
+from infra.planning.windows_plan import POLLING_SECONDS, SCALE_UP_PERIOD_SECONDS, cooldown_seconds
 from infra.stack.windows import DAYS, Schedule, Window
 
 KEDA_API = "keda.sh/v1alpha1"
-POLLING_SECONDS = 30
 # Waiting-queue gauges: vLLM (vllm/v1/metrics/loggers.py) and SGLang (srt/metrics/collector.py).
 QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue_reqs"}
 # LiteLLM proxy counter (litellm/integrations/prometheus.py, label requested_model).
@@ -122,7 +121,7 @@ def scaled_object(name: str, namespace: str, dep: DeploymentPlan, *, kind: str, 
                 "scaleDown": {"stabilizationWindowSeconds": cooldown,
                               "policies": [{"type": "Pods", "value": 1, "periodSeconds": 600}]},
                 "scaleUp": {"stabilizationWindowSeconds": 0,
-                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": SCALE_UP_PERIOD_SECONDS}]},
             }}},
             "triggers": triggers,
         },

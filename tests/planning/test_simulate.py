@@ -100,6 +100,13 @@ def test_not_ready_at_window_start_when_prewarm_is_far_below_the_cold_start(tmp_
     assert found[0]["at"].startswith("2026-12-07T01:00")          # 09:00 Shanghai
 
 
+def test_the_default_prewarm_is_enough_for_the_window(tmp_path):
+    path = _broken(tmp_path, lambda c: c["llm-fleet:pools"][2]["schedule"].pop("prewarmMinutes"))
+    cfg = load_stack_file(path)
+    assert 20 <= build_plan(cfg).schedule("h200-peak").prewarm_minutes < 45
+    assert "not-ready-at-window-start" not in kinds(run(render(path), cfg))
+
+
 def _unmerged_lunch(records):
     """The render before the planner merged the gap: two cron windows, 12:00 end and 12:45 pre-warm."""
     broken = copy.deepcopy(records)

@@ -19,10 +19,11 @@ MON_FRI = (0, 1, 2, 3, 4)
 
 
 class Dep:
-    """The two figures windows_plan reads from a DeploymentPlan."""
-    def __init__(self, load_seconds: int, weights_gb: float = 756):
+    """The figures windows_plan reads from a DeploymentPlan."""
+    def __init__(self, load_seconds: int, weights_gb: float = 756, max_replicas: int = 2):
         self.load = dataclasses.make_dataclass("L", ["seconds"])(load_seconds)
         self.weights_gb = weights_gb
+        self.replicas_per_node, self.max_replicas = 1, max_replicas
 
 
 def sched(windows, prewarm=45, given_=True):
@@ -53,9 +54,12 @@ def test_a_long_gap_is_kept_and_a_short_one_merged():
 
 def test_prewarm_defaults_to_the_cold_start_and_less_gets_a_note():
     windows = [Window(MON_FRI, time(9), time(18), 1)]
-    dep = Dep(977)
+    dep = Dep(977)                                   # 300 s node + 977 s engine + one 30 s KEDA poll
     default, notes = wp.effective_schedule(pool(max_size=1, sched=sched(windows, 0, given_=False)), [dep])
-    assert default.prewarm_minutes == 22 and any("defaults to the modeled cold start: 22 min" in n for n in notes)
+    assert default.prewarm_minutes == 22 and any("defaults to the modeled cold start (22 min)" in n for n in notes)
+    two = [Window(MON_FRI, time(9), time(18), 2)]    # the HPA adds the second replica 2 min after the first
+    ramp, _ = wp.effective_schedule(pool(max_size=2, sched=sched(two, 0, given_=False)), [dep])
+    assert ramp.prewarm_minutes == 24
     short, notes = wp.effective_schedule(pool(max_size=1, sched=sched(windows, 5)), [dep])
     assert short.prewarm_minutes == 5 and any("prewarmMinutes 5 is less than" in n for n in notes)
     more, notes = wp.effective_schedule(pool(max_size=1, sched=sched(windows, 60)), [dep])
@@ -67,8 +71,9 @@ def test_a_stack_without_prewarm_gets_the_cold_start(tmp_path):
     path = tmp_path / "Pulumi.staging.yaml"
     path.write_text(text)
     plan = build_plan(load_stack_file(path))
-    cold = -(-wp.pool_cold_start_seconds(plan.deployments_on("h200-business")) // 60)
-    assert plan.schedule("h200-business").prewarm_minutes == cold
+    deps = plan.deployments_on("h200-business")
+    lead = -(-wp.ready_lead_seconds(deps, plan.schedule("h200-business")) // 60)
+    assert plan.schedule("h200-business").prewarm_minutes == lead >= wp.pool_cold_start_seconds(deps) / 60
 
 
 @settings(max_examples=200, deadline=None)

@@ -18,7 +18,12 @@ import yaml
 
 from infra.planning.plan import Plan
 from infra.planning.sizing import DeploymentPlan
-from infra.planning.windows_plan import SCALE_DOWN_UNNEEDED_SECONDS, cold_start, pool_cold_start_seconds
+from infra.planning.windows_plan import (
+    NODE_BOOT_SECONDS,
+    SCALE_DOWN_UNNEEDED_SECONDS,
+    cold_start,
+    pool_cold_start_seconds,
+)
 from infra.stack.names import LABEL_MODEL, LABEL_POOL
 from infra.stack.spec import StackConfig
 from infra.stack.windows import Schedule
@@ -36,6 +41,7 @@ NODEGROUP = "aws:eks/nodeGroup:NodeGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 HELM = "kubernetes:helm.sh/v3:Release"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+QUEUE_GAUGES = ("num_requests_waiting", "num_queue_reqs")       # vLLM, SGLang (infra.serving.autoscaling)
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet")
 
 
@@ -173,16 +179,11 @@ def _pools(records, plan: Plan, patterns: Mapping[str, int]) -> tuple[PoolIn, ..
         cost = plan.pool(pool)
         group = str(i.get("nodeGroupName") or i.get("nodeGroupNamePrefix") or r["name"])
         capacity = {"SPOT": "spot", "CAPACITY_BLOCK": "capacity-block"}.get(i.get("capacityType"), "on-demand")
-        boot = max((cold_start(d).node_seconds for d in deps), default=cold_start_default())
+        boot = max((cold_start(d).node_seconds for d in deps), default=NODE_BOOT_SECONDS)
         out.append(PoolIn(pool, group, capacity, int(sc.get("minSize", 0)), int(sc.get("maxSize", 1)),
                           int(sc.get("desiredSize", 0)), _priority(patterns, group), cost.hourly_usd,
                           cost.gpus_per_node, boot, pool_cold_start_seconds(deps), plan.schedule(pool)))
     return tuple(sorted(out, key=lambda p: p.name))
-
-
-def cold_start_default() -> int:
-    from infra.planning.windows_plan import NODE_BOOT_SECONDS
-    return NODE_BOOT_SECONDS
 
 
 def _pod_spec(workload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -220,8 +221,7 @@ def _scaler(so: Mapping[str, Any] | None) -> Scaler | None:
         meta = t.get("metadata") or {}
         if t["type"] == "cron":
             crons.append(CronTrigger(meta["timezone"], meta["start"], meta["end"], int(meta["desiredReplicas"])))
-        elif t["type"] == "prometheus" and "num_requests_waiting" in meta.get("query", "") or \
-                "num_queue_reqs" in meta.get("query", ""):
+        elif t["type"] == "prometheus" and any(q in meta.get("query", "") for q in QUEUE_GAUGES):
             threshold = float(meta["threshold"])
             models = re.findall(r'model_name="([^"]+)"', meta["query"])
         elif t["type"] == "prometheus":
