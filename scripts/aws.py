@@ -23,19 +23,18 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
 )
-from botocore.parsers import ResponseParserError
 
 from infra.planning.capacity import Offering, Reservation
 from infra.planning.fleetops import NodeGroup, Scaling, iso
 from infra.stack import names
 from infra.stack.spec import StackConfig
+from scripts.aws_errors import AWS_FAILURE, describe_error, is_aws_error  # noqa: F401  (the jobs' one import)
 from scripts.common import UserError
 
 MAX_ATTEMPTS = 6                       # botocore standard mode, per call
@@ -100,26 +99,6 @@ def user_errors(what: str) -> Iterator[None]:
             raise UserError(f"{what}: AWS refused ({error_code(err)}: {message}); the jobs' role needs the "
                             "IAM actions listed in docs/jobs.md") from None
         raise
-
-
-AWS_FAILURE = 4          # exit status: AWS could not be read or answered unexpectedly (docs/jobs.md)
-
-
-def is_aws_error(err: BaseException) -> bool:
-    return isinstance(err, ClientError | BotoCoreError | ResponseParserError)
-
-
-def describe_error(err: BaseException) -> str:
-    """One line for any AWS failure: the code and message AWS sent, or what botocore could not do."""
-    if isinstance(err, ClientError):
-        info = err.response.get("Error", {})
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return (f"{err.operation_name}: AWS answered {info.get('Code') or status or 'an error'}"
-                f"{': ' + str(info.get('Message')) if info.get('Message') else ''}")
-    if isinstance(err, ResponseParserError):
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return f"AWS sent an answer botocore could not parse (an outage or a proxy in the way?): {first[:200]}"
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def account_id(sts: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from infra.stack.config import load_stack_file
 from infra.stack.spec import StackConfig
+from scripts.aws_errors import AWS_FAILURE, describe_error, is_aws_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,10 +76,8 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         print(f"fleet {args.command}: {err}", file=sys.stderr)
         return 2
     except Exception as err:
-        # AWS errors: one line and their own exit status, never a traceback
-        from scripts import aws
-        if not aws.is_aws_error(err):
+        if not is_aws_error(err):
             raise
-        print(f"fleet {args.command}: AWS error: {aws.describe_error(err)}; the JSON lines above (if any) are "
+        print(f"fleet {args.command}: AWS error: {describe_error(err)}; the JSON lines above (if any) are "
               "what was done; run again, or see docs/jobs.md", file=sys.stderr)
-        return aws.AWS_FAILURE
+        return AWS_FAILURE
