@@ -1,7 +1,9 @@
 """Compare this checkout with another git ref for one stack: resources added / changed / removed
 (from `fleet render`), the monthly cost delta per pool (from `fleet plan`) and the policy pack's
-verdicts on the result, as Markdown fit for a PR comment. The base ref is rendered with its own code
-(git archive into a temporary directory)."""
+verdicts on the result, as Markdown fit for a PR comment. The repository is the git checkout the stack
+file is in (else the working directory's), never where the `fleet` package is installed; the base ref is
+rendered with its own code (git archive into a temporary directory), and a base that cannot be rendered
+is refused, never shown as empty."""
 
 from __future__ import annotations
 
@@ -125,53 +127,92 @@ def to_markdown(stack: str, base_ref: str, resources: dict[str, list[dict]], cos
 
 # ---------------------------------------------------------------------------------------------- git + runs
 
-def _git(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(REPO_ROOT), *argv], capture_output=True, text=True, timeout=120)
+def _git(repo: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *argv], capture_output=True, text=True, timeout=120)
 
 
-def _fleet_json(code_dir: Path, stack_file: Path, command: str) -> Any:
+def find_repo(stack_file: Path, cwd: Path | None = None) -> Path:
+    """The checkout the stack file belongs to (`git -C` of its directory), else the working directory's;
+    never the installed package's location, which may be another checkout or no checkout at all."""
+    for where in (stack_file.resolve().parent, (cwd or Path.cwd()).resolve()):
+        if where.is_dir():
+            top = _git(where, "rev-parse", "--show-toplevel")
+            if top.returncode == 0 and top.stdout.strip():
+                return Path(top.stdout.strip()).resolve()
+    raise UserError(f"{stack_file}: neither the stack file's directory nor the working directory is in a git "
+                    f"checkout; run `fleet diff` inside the repository the stack file belongs to")
+
+
+def _fleet_json(code_dir: Path, stack_file: Path, command: str, where: str) -> Any:
+    """`fleet <command> --json` with the code in code_dir (its own checkout, not the installed package)."""
     env = {**os.environ, "PYTHONPATH": str(code_dir)}
     proc = subprocess.run([sys.executable, "-m", "scripts.fleet", command, "--stack-file", str(stack_file), "--json"],
                           cwd=code_dir, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        raise UserError(f"`fleet {command}` failed at the base ref: {proc.stderr.strip().splitlines()[-1:] or '?'}")
-    return json.loads(proc.stdout)
+        last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise UserError(f"cannot render {where}: `fleet {command}` exited {proc.returncode}: {last}")
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise UserError(f"cannot render {where}: `fleet {command} --json` printed no JSON") from None
 
 
-def base_outputs(base_ref: str, stack_file: Path) -> tuple[list[dict], dict | None]:
-    """Render and plan the stack with the base ref's own code; a stack new in this PR has an empty base."""
-    if _git("rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}").returncode != 0:
-        raise UserError(f"--base {base_ref}: not a commit in this repository (fetch it first: git fetch origin)")
-    relative = stack_file.resolve().relative_to(REPO_ROOT) if stack_file.resolve().is_relative_to(REPO_ROOT) else None
+def base_outputs(base_ref: str, stack_file: Path, repo: Path) -> tuple[list[dict], dict | None]:
+    """Render and plan the stack with the base ref's own code. A stack file that does not exist at the base
+    ref (a stack new in this change) has an empty base: ([], None). Anything else that keeps the base from
+    rendering is refused, never shown as an empty base."""
+    if _git(repo, "rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}").returncode != 0:
+        raise UserError(f"--base {base_ref}: not a commit in {repo} (fetch it first: git fetch origin)")
+    relative = stack_file.resolve().relative_to(repo).as_posix()
+    if _git(repo, "cat-file", "-e", f"{base_ref}:{relative}").returncode != 0:
+        return [], None
     with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", base_ref],
+        archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", base_ref],
                                  capture_output=True, timeout=120)
         if archive.returncode != 0:
             raise UserError(f"--base {base_ref}: git archive failed: {archive.stderr.decode().strip()}")
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, timeout=120)
-        base_stack = Path(tmp) / relative if relative is not None else None
-        if base_stack is None or not base_stack.is_file():
-            return [], None
-        return _fleet_json(Path(tmp), base_stack, "render"), _fleet_json(Path(tmp), base_stack, "plan")
+        where = f"{relative} at --base {base_ref}"
+        records = _fleet_json(Path(tmp), Path(tmp) / relative, "render", where)
+        if not records:
+            raise UserError(f"cannot render {where}: the program registered no resources")
+        return records, _fleet_json(Path(tmp), Path(tmp) / relative, "plan", where)
+
+
+def head_outputs(args: argparse.Namespace, stack_file: Path, repo: Path) -> tuple[list[dict], dict]:
+    """The working tree's render and plan: in this process when the installed code is that checkout's,
+    else with the checkout's own code, so both sides come from the repository the stack file is in."""
+    if repo == REPO_ROOT.resolve():
+        from infra.planning.plan import build_plan
+        from scripts.cmd_render import render_records
+        from scripts.common import load_stack
+
+        return render_records(args), build_plan(load_stack(args)).to_json()
+    where = f"{stack_file} with the code of {repo}"
+    return _fleet_json(repo, stack_file.resolve(), "render", where), _fleet_json(repo, stack_file.resolve(), "plan",
+                                                                                  where)
 
 
 def run(args: argparse.Namespace) -> int:
-    from infra.planning.plan import build_plan
-    from scripts.cmd_render import render_records
-    from scripts.common import load_stack
     from scripts.policy_check import verdicts
 
     path = stack_path(args)
-    head_plan = build_plan(load_stack(args)).to_json()
-    head_records = render_records(args)
-    base_records, base_plan = base_outputs(args.base, path)
+    repo = find_repo(path)
+    if not path.resolve().is_relative_to(repo):
+        raise UserError(f"{path}: not inside the git checkout {repo}, so it has no version at --base {args.base}; "
+                        f"give a stack file tracked in the repository")
+    base_records, base_plan = base_outputs(args.base, path, repo)
+    head_records, head_plan = head_outputs(args, path, repo)
     resources = diff_records(base_records, head_records)
     cost = cost_delta(base_plan, head_plan)
     policy = verdicts(head_records)
+    new_stack = base_plan is None
     if args.json:
-        json.dump({"stack": head_plan["stack"], "base": args.base, "resources": resources, "cost": cost,
-                   "policy": policy}, sys.stdout, indent=2)
+        json.dump({"stack": head_plan["stack"], "base": args.base, "baseMissing": new_stack, "resources": resources,
+                   "cost": cost, "policy": policy}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(to_markdown(head_plan["stack"], args.base, resources, cost, policy))
+        if new_stack:
+            sys.stdout.write(f"\n_The stack file does not exist at `{args.base}`: every resource is new._\n")
     return 0

@@ -75,6 +75,9 @@ def render_table(plan: Plan) -> str:
                f"{_usd(plan.max_monthly_usd)}/month if every pool ran at maxSize\n")
     for d in plan.deployments:
         out.append(f"\n{d.model} on {d.pool} ({d.engine_image}):\n  {' '.join(d.engine_args)}\n")
+    if plan.egress:
+        out.append("\nTraffic that may leave the cluster (managed fallback when no private replica answers)\n"
+                   + "".join(f"- {line}\n" for line in plan.egress))
     if plan.notes:
         out.append("\nNotes\n" + "".join(f"- {n}\n" for n in plan.notes))
     return "".join(out)

@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def render_records(args: argparse.Namespace) -> list[dict]:
     """Run the program under mocks. A bad stack file is refused with `fleet plan`'s message: file and
     YAML errors by loading it here, schema and sizing errors by the program, which plans the same way."""
-    import pulumi
+    try:
+        import pulumi
+    except ImportError:
+        raise UserError("needs the Pulumi SDK and providers, which the light install (`pip install -e .`, "
+                        "enough for plan and the jobs) leaves out: pip install -e '.[deploy]'") from None
 
     from scripts.render import render
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHIPPED = ("dev", "staging", "prod")
+
+# The policy pack imports its modules as top-level names (Pulumi runs it from policy/): put that directory
+# on the path here, before any test module is imported, so every test file passes when run alone.
+if str(REPO / "policy") not in sys.path:
+    sys.path.insert(0, str(REPO / "policy"))
 
 
 @pytest.fixture

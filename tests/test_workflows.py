@@ -185,3 +185,64 @@ def test_schedule_has_crons_dispatch_and_concurrency():
     assert '.venv/bin/fleet sweep "${args[@]}"' in run_text
     assert "'prod'" in doc["jobs"]["reconcile"]["steps"][-1]["env"]["STACK"]
     assert '["dev","staging"]' in doc["jobs"]["sweep"]["strategy"]["matrix"]["stack"]
+
+
+@pytest.mark.parametrize("job", ["reconcile", "sweep"])
+def test_schedule_takes_the_region_from_the_stack_file(job, tmp_path):
+    """The docs name only FLEET_JOBS_ROLE_ARN_<STACK>: the region must come from the stack file, so a run set
+    up by the docs does not fail in configure-aws-credentials. The step's own script runs here."""
+    text = (WORKFLOWS / "schedule.yml").read_text()
+    assert "AWS_REGION" not in text
+    job_steps = load("schedule.yml")["jobs"][job]["steps"]
+    ids = [s.get("id") or s.get("name") or s["uses"].split("@")[0] for s in job_steps]
+    (aws,) = [s for s in job_steps if "configure-aws-credentials" in s.get("uses", "")]
+    assert aws["with"]["aws-region"] == "${{ steps.stack.outputs.region }}"
+    assert ids.index("venv") < ids.index("Install") < ids.index("stack") < job_steps.index(aws)
+    stack_step = job_steps[ids.index("stack")]
+
+    python = tmp_path / ".venv" / "bin" / "python"       # the workflow's venv, as a wrapper of this interpreter
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    (tmp_path / "stacks").symlink_to(ROOT / "stacks")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GITHUB_OUTPUT": str(tmp_path / "out"),
+           "ROLE": "arn:aws:iam::123456789012:role/jobs"}
+    for stack in ("dev", "staging", "prod"):
+        (tmp_path / "out").write_text("")
+        run = subprocess.run(["bash", "-e", "-c", stack_step["run"]], cwd=tmp_path, env={**env, "STACK": stack},
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        region = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]["aws:region"]
+        assert (tmp_path / "out").read_text() == f"region={region}\n"
+    missing = subprocess.run(["bash", "-e", "-c", stack_step["run"]], cwd=tmp_path, env={**env, "STACK": "nope"},
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and (tmp_path / "out").read_text() == f"region={region}\n"
+    # the one setting the docs ask for, missing: the run says which variable to set, before any AWS call
+    no_role = subprocess.run(["bash", "-e", "-c", stack_step["run"]], cwd=tmp_path,
+                             env={**env, "STACK": "prod", "ROLE": ""}, capture_output=True, text=True, timeout=60)
+    assert no_role.returncode == 1
+    assert "::error::set the repository variable FLEET_JOBS_ROLE_ARN_prod to" in no_role.stdout
+    assert stack_step["env"]["ROLE"] == aws["with"]["role-to-assume"]
+
+
+def test_schedule_installs_the_light_jobs_package_into_a_cached_venv():
+    """Each 5-minute run must not install Pulumi and its providers: the jobs install `-e .` (no extras) into a
+    venv cached by the exact Python version and pyproject.toml, and skip the install on a cache hit."""
+    for name, job in load("schedule.yml")["jobs"].items():
+        by_id = {s.get("id"): s for s in job["steps"]}
+        assert by_id["venv"]["uses"].startswith("actions/cache@") and by_id["venv"]["with"]["path"] == ".venv"
+        key = by_id["venv"]["with"]["key"]
+        assert "steps.python.outputs.python-version" in key and "hashFiles('pyproject.toml')" in key, name
+        (install,) = [s for s in job["steps"] if s.get("name") == "Install"]
+        assert install["if"] == "steps.venv.outputs.cache-hit != 'true'"
+        assert install["run"] == "python -m venv .venv && .venv/bin/pip install -q -e .", name
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "preview.yml"])
+def test_jobs_that_run_pulumi_install_the_deploy_extra(name):
+    """The base install is light (no Pulumi): a job that runs the program needs `.[deploy]` (or `.[dev]`)."""
+    for job_name, job in load(name)["jobs"].items():
+        if not any(s.get("uses", "").startswith("pulumi/actions@") for s in job.get("steps", [])):
+            continue
+        installs = " ".join(s.get("run", "") for s in job["steps"])
+        assert re.search(r"pip install (-q )?-e '\.\[(deploy|dev)\]'", installs), (name, job_name)

@@ -174,7 +174,9 @@ class Cluster(pulumi.ComponentResource):
         cni_role = self.irsa_role(f"{name}-vpc-cni-role", iam_name(cluster_name, "vpc-cni"), "kube-system", "aws-node",
                                   [f"arn:{partition}:iam::aws:policy/AmazonEKS_CNI_Policy"], tags)
         before_nodes = [
-            self._addon(name, eks, "vpc-cni", versions, tags, service_account_role_arn=cni_role.arn),
+            # enforce NetworkPolicy (only the gateway and Prometheus reach engines: infra/serving/isolation.py)
+            self._addon(name, eks, "vpc-cni", versions, tags, service_account_role_arn=cni_role.arn,
+                        configuration_values='{"enableNetworkPolicy": "true"}'),
             self._addon(name, eks, "kube-proxy", versions, tags),
             self._addon(name, eks, "eks-pod-identity-agent", versions, tags),
         ]
@@ -225,10 +227,11 @@ class Cluster(pulumi.ComponentResource):
 
     def _addon(self, name: str, eks: aws.eks.Cluster, addon: str, versions: dict[str, str], tags: dict[str, str],
                service_account_role_arn: pulumi.Input[str] | None = None,
-               depends: list[pulumi.Resource] | None = None) -> aws.eks.Addon:
+               depends: list[pulumi.Resource] | None = None, configuration_values: str | None = None) -> aws.eks.Addon:
         return aws.eks.Addon(f"{name}-{addon}", cluster_name=eks.name, addon_name=addon, addon_version=versions[addon],
                              resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
                              service_account_role_arn=service_account_role_arn, tags=tags,
+                             configuration_values=configuration_values,
                              opts=pulumi.ResourceOptions(parent=self, depends_on=depends or []))
 
     def _system_nodes(self, name: str, cfg: StackConfig, network: Network, eks: aws.eks.Cluster,

@@ -10,12 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.planning.catalog import Catalog, CatalogError, load_catalog
+from infra.planning.catalog import Catalog, CatalogError, CatalogModel, load_catalog, version_key
 from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
 from infra.planning.hub import fetch_config
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
 from infra.planning.windows_plan import effective_schedule
-from infra.stack.spec import StackConfig
+from infra.stack.spec import EngineImage, ModelSpec, StackConfig
 from infra.stack.windows import Schedule
 
 
@@ -28,6 +28,7 @@ class Plan:
     deployments: tuple[DeploymentPlan, ...]
     models: tuple[ModelCost, ...]
     notes: tuple[str, ...]
+    egress: tuple[str, ...] = ()      # per key: which models' requests may leave the cluster, to whom
     # per scheduled pool, the schedule it really follows (pre-warm defaulted, short gaps merged:
     # infra.planning.windows_plan); the KEDA cron triggers, the cost and `fleet simulate` read this
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
@@ -57,6 +58,7 @@ class Plan:
             "deployments": [_deployment_json(d) for d in self.deployments],
             "models": [_model_json(m) for m in self.models],
             "notes": list(self.notes),
+            "egress": list(self.egress),
         }
 
 
@@ -76,9 +78,14 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
     per_model: dict[str, list[DeploymentPlan]] = {}
     for spec in cfg.models:
         resolved = resolve_model(spec, catalog, fetch)
+        _check_engine_version(spec, cfg.engines[spec.engine], resolved.entry)
+        if cfg.cluster.existing is not None and not spec.is_local:
+            # no bucket on an existing cluster: each replica downloads from the hub (engines.WeightsPlan "hub")
+            spec = dataclasses.replace(spec, loading="hub")
         for placement in spec.placements:
             pool = cfg.pool(placement.pool)
             dep = plan_deployment(spec, placement, pool, cfg.engines[spec.engine], resolved, catalog)
+            dep = _with_efa_image(dep, cfg)
             for other in pool.instance_types[1:]:
                 alt = dataclasses.replace(pool, instance_types=(other,))
                 plan_deployment(spec, placement, alt, cfg.engines[spec.engine], resolved, catalog)
@@ -106,7 +113,48 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
                    catalog.api_prices_for(resolved_key) if (resolved_key := _catalog_key(spec, catalog)) else ())
         for spec in cfg.models)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
-                deployments=tuple(deployments), models=models, notes=tuple(notes), schedules=schedules)
+                deployments=tuple(deployments), models=models, notes=tuple(notes), egress=egress(cfg),
+                schedules=schedules)
+
+
+def egress(cfg: StackConfig) -> tuple[str, ...]:
+    """One line per key (teams, then the master key): the models whose requests may go to a managed
+    fallback provider when no private replica answers. `fallback: never` on a team or a model wins."""
+    leaving = {m.name: cfg.gateway.fallbacks[m.name] for m in cfg.models
+               if m.name in cfg.gateway.fallbacks and m.fallback != "never"}
+    every = tuple(m.name for m in cfg.models)
+
+    def line(who: str, models: tuple[str, ...], never: bool) -> str:
+        out = [] if never else [f"{m} -> {leaving[m].provider} ({leaving[m].model})" for m in models if m in leaving]
+        why = " (fallback: never)" if never else ""
+        return f"{who}: " + (", ".join(out) if out else f"nothing leaves the cluster{why}")
+    lines = [line(f"team {t.name}", t.models or every, t.fallback == "never") for t in cfg.gateway.teams]
+    return tuple(lines + [line("master key", every, False)])
+
+
+def _check_engine_version(spec: ModelSpec, engine: EngineImage, entry: CatalogModel | None) -> None:
+    """Refuse an engine pin older than the first release the catalog knows runs this model."""
+    known = [f.min_version for f in (entry.engine_flags if entry else ()) if f.engine == spec.engine]
+    if not known:
+        return
+    lowest = min(known, key=version_key)
+    if version_key(engine.version) < version_key(lowest):
+        raise SizingError(f"engines.{spec.engine}.version: {engine.version} cannot run {spec.source} (models."
+                          f"{spec.name}); {entry.display_name} needs {spec.engine} >= {lowest}: pin v{lowest} or "
+                          "later, or drop the key to use the default pin")
+
+
+def _with_efa_image(dep: DeploymentPlan, cfg: StackConfig) -> DeploymentPlan:
+    """A replica spanning EKS nodes runs NCCL over EFA: the engine image must carry aws-ofi-nccl."""
+    if not (dep.multi_node and dep.efa_interfaces and cfg.cluster.existing is None):
+        return dep
+    engine = cfg.engines[dep.engine]
+    if engine.efa_image is None:
+        raise SizingError(f"engines.{dep.engine}.efaImage: models.{dep.model} spans {dep.layout.nodes} nodes of "
+                          f"{dep.instance_type} over EFA, and {engine.ref} has no aws-ofi-nccl (NCCL would fall back "
+                          f"to TCP); set efaImage to an EFA-ready {dep.engine} {engine.version} image (AWS Deep "
+                          "Learning Containers), or maxNodesPerReplica: 1")
+    return dataclasses.replace(dep, engine_image=engine.efa_image)
 
 
 def _catalog_key(spec, catalog: Catalog) -> str | None:

@@ -23,6 +23,7 @@ from infra.stack.spec import EngineImage, ModelSpec, Placement, PoolSpec
 GB = 1e9
 MIN_CONTEXT = 4096            # below this a chat model is of little use; the planner will not go lower
 PORT = 8000
+SGLANG_STATIC_CAP = 0.85      # the GLM-5.1 SGLang cookbook's --mem-fraction-static with EAGLE
 
 
 class SizingError(ValueError):
@@ -251,7 +252,11 @@ def engine_args(spec: ModelSpec, layout: Layout, max_context: int, precision_arg
                 "--tp-size", str(layout.tp)]
         if layout.ep:
             args += ["--ep-size", str(layout.tp)]
-        args += ["--context-length", str(max_context), "--mem-fraction-static", util, "--enable-metrics"]
+        # SGLang's static fraction (weights + KV pool) leaves activations and CUDA graphs outside it, so it
+        # sits below vLLM's whole-GPU share: the catalog's cookbook value, else at most SGLANG_STATIC_CAP
+        if "--mem-fraction-static" not in catalog_args:
+            args += ["--mem-fraction-static", f"{min(spec.gpu_memory_utilization, SGLANG_STATIC_CAP):.2f}"]
+        args += ["--context-length", str(max_context), "--enable-metrics"]
         if spec.kv_cache_dtype == "fp8":
             args += ["--kv-cache-dtype", "fp8_e4m3"]
     return tuple(args) + precision_args + tuple(catalog_args) + spec.extra_args

@@ -15,7 +15,7 @@ from infra.planning.catalog import load_catalog
 from infra.planning.placement import fallback_pools, queue_owners
 from infra.planning.plan import Plan
 from infra.runtime import secret_output
-from infra.serving import autoscaling, controllers, engines, gateway_k8s, monitoring
+from infra.serving import autoscaling, controllers, engines, gateway_k8s, isolation, monitoring
 from infra.stack import names
 from infra.stack.spec import ModelSpec, SecretRef, StackConfig
 from infra.wiring import KubeTarget, WeightsSource
@@ -68,10 +68,17 @@ class Serving(pulumi.ComponentResource):
         for spec, scaler in zip(specs, scalers, strict=True):
             self._engine(spec, scaler)
 
-        backends: dict[str, list[tuple[str, str]]] = {}
-        for spec in specs:
-            backends.setdefault(spec.dep.model, []).append((engines.backend_url(spec), spec.dep.model))
-        self.gateway_url = self._gateway(backends)
+        # one Service per model over all its placements: the gateway's only private backend for it
+        for model in cfg.models:
+            svc = engines.service(model.name, self._ns)
+            k8s.core.v1.Service(f"{name}-{svc['metadata']['name']}-svc", metadata=svc["metadata"], spec=svc["spec"],
+                                opts=kube.opts(self))
+        self._isolation(prom_url)
+        backends = {m.name: (engines.backend_url(m.name, self._ns), m.name) for m in cfg.models}
+        cold = {}
+        for dep in plan.deployments:
+            cold[dep.model] = max(cold.get(dep.model, 0), dep.load.seconds)
+        self.gateway_url = self._gateway(backends, cold)
         if mon.prometheus != "off":
             self._monitoring(plan)
         self.register_outputs({"gateway_url": self.gateway_url})
@@ -114,9 +121,6 @@ class Serving(pulumi.ComponentResource):
             workload = k8s.apps.v1.Deployment(f"{name}-{spec.name}", metadata=manifest["metadata"],
                                               spec=manifest["spec"],
                                               opts=pulumi.ResourceOptions.merge(kube.opts(self), keep))
-        svc = engines.service(spec)
-        k8s.core.v1.Service(f"{name}-{spec.name}-svc", metadata=svc["metadata"], spec=svc["spec"],
-                            opts=kube.opts(self))
         pdb = engines.pod_disruption_budget(spec)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-{spec.name}-pdb", metadata=pdb["metadata"], spec=pdb["spec"],
                                           opts=kube.opts(self))
@@ -125,9 +129,9 @@ class Serving(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------------------------------ gateway
 
-    def _gateway(self, backends: dict[str, list[tuple[str, str]]]) -> pulumi.Output[str]:
+    def _gateway(self, backends: dict[str, tuple[str, str]], cold_starts: dict[str, int]) -> pulumi.Output[str]:
         name, cfg, kube, ns = self._name, self._cfg, self._kube, self._ns
-        spec, refs = gateway_k8s.gateway_spec(cfg, backends)
+        spec, refs = gateway_k8s.gateway_spec(cfg, backends, cold_starts)
         sources = gateway_k8s.key_sources(refs, kube.managed)
         waits: list[pulumi.Resource] = []
         plain = {s.env: s.ref for s in sources.values() if s.secret == gateway_k8s.KEYS_SECRET and s.ref}
@@ -135,21 +139,24 @@ class Serving(pulumi.ComponentResource):
             waits.append(self._plain_secret_resource(gateway_k8s.KEYS_SECRET, plain))
         aws_items = {s.env: s.ref.secrets_manager_arn for s in sources.values()
                      if s.secret == gateway_k8s.AWS_KEYS_SECRET and s.ref and s.ref.secrets_manager_arn}
-        generated = any(s.ref is None for s in sources.values())
-        if aws_items or generated:
-            eso_deps: list[pulumi.Resource] = []
-            if aws_items:
-                eso_deps.append(controllers.eso_pod_identity(
-                    f"{name}-eso", sorted(set(aws_items.values())), kube.cluster_name, self,
-                    names.tags(cfg, "serving")))
-            eso = controllers.release(f"{name}-eso", controllers.ESO, controllers.eso_values(), self, kube, eso_deps)
-            if aws_items:
-                store = self._custom(f"{name}-secret-store", gateway_k8s.secret_store(ns, cfg.region), eso)
-                waits.append(self._custom(f"{name}-gateway-keys-aws", gateway_k8s.external_secret(
-                    ns, gateway_k8s.AWS_KEYS_SECRET, gateway_k8s.AWS_KEYS_SECRET, aws_items), eso, store))
-            if generated:
-                gen = self._custom(f"{name}-gateway-password", gateway_k8s.password_generator(ns), eso)
-                waits.append(self._custom(f"{name}-gateway-generated", gateway_k8s.generated_secret(ns), eso, gen))
+        generated = any(s.ref is None and s.secret == gateway_k8s.GENERATED_SECRET for s in sources.values())
+        eso_deps: list[pulumi.Resource] = []
+        if aws_items:
+            eso_deps.append(controllers.eso_pod_identity(
+                f"{name}-eso", sorted(set(aws_items.values())), kube.cluster_name, self, names.tags(cfg, "serving")))
+        # External Secrets makes the engines' API key (and the master key when the stack gives none)
+        eso = controllers.release(f"{name}-eso", controllers.ESO, controllers.eso_values(), self, kube, eso_deps)
+        if aws_items:
+            store = self._custom(f"{name}-secret-store", gateway_k8s.secret_store(ns, cfg.region), eso)
+            waits.append(self._custom(f"{name}-gateway-keys-aws", gateway_k8s.external_secret(
+                ns, gateway_k8s.AWS_KEYS_SECRET, gateway_k8s.AWS_KEYS_SECRET, aws_items), eso, store))
+        if generated:
+            gen = self._custom(f"{name}-gateway-password", gateway_k8s.password_generator(ns), eso)
+            waits.append(self._custom(f"{name}-gateway-generated", gateway_k8s.generated_secret(ns), eso, gen))
+        key_gen = self._custom(f"{name}-engine-key-password",
+                               gateway_k8s.password_generator(ns, engines.ENGINE_KEY_SECRET), eso)
+        waits.append(self._custom(f"{name}-engine-key", gateway_k8s.generated_secret(
+            ns, engines.ENGINE_KEY_SECRET, engines.ENGINE_KEY_ITEM), eso, key_gen))
         files = gateway_k8s.config_files(spec)
         waits.append(k8s.core.v1.ConfigMap(
             f"{name}-gateway-config",
@@ -170,6 +177,14 @@ class Serving(pulumi.ComponentResource):
         scheme = "https" if cfg.gateway.certificate_arn else "http"
         return svc.status.apply(lambda status: _lb_url(status, scheme))
 
+    def _isolation(self, prometheus_url: str | None) -> None:
+        """Only the gateway (and Prometheus, for /metrics) reaches the engines; engines of a multi-node
+        replica reach each other."""
+        pol = isolation.engine_network_policy(self._ns, {"app.kubernetes.io/name": gateway_k8s.NAME},
+                                              isolation.prometheus_peer(prometheus_url))
+        k8s.networking.v1.NetworkPolicy(f"{self._name}-engine-ingress", metadata=pol["metadata"], spec=pol["spec"],
+                                        opts=self._kube.opts(self))
+
     # ------------------------------------------------------------------------------------------ monitoring
 
     def _monitoring(self, plan: Plan) -> None:
@@ -180,8 +195,9 @@ class Serving(pulumi.ComponentResource):
         self._custom(f"{name}-gateway-monitor",
                      monitoring.gateway_service_monitor(ns, {"app.kubernetes.io/name": gateway_k8s.NAME}), crd)
         prices = {p.name: plan.pool(p.name).hourly_usd for p in cfg.pools if not p.node_selector}
+        startup = {(d.model, d.pool): (d.load.seconds, d.load.probe_seconds) for d in plan.deployments}
         self._custom(f"{name}-rules", monitoring.prometheus_rule(
-            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts), crd)
+            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts, startup), crd)
         cm = monitoring.dashboard_config_map(ns)
         k8s.core.v1.ConfigMap(f"{name}-dashboard", metadata=cm["metadata"], data=cm["data"], opts=kube.opts(self))
         if kube.managed and cfg.cluster.accelerator == "nvidia" and mon.dcgm_exporter:

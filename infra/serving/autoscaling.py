@@ -17,13 +17,16 @@ from typing import Any
 
 from infra.planning.sizing import DeploymentPlan
 from infra.planning.windows_plan import POLLING_SECONDS, SCALE_UP_PERIOD_SECONDS, cooldown_seconds
+from infra.serving.gateway import DEMAND_METRIC
 from infra.stack.windows import DAYS, Schedule, Window
 
 KEDA_API = "keda.sh/v1alpha1"
 # Waiting-queue gauges: vLLM (vllm/v1/metrics/loggers.py) and SGLang (srt/metrics/collector.py).
 QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue_reqs"}
-# LiteLLM proxy counter (litellm/integrations/prometheus.py, label requested_model).
-GATEWAY_REQUESTS = "litellm_proxy_total_requests_metric_total"
+# The gateway's demand counter (infra/serving/gateway_hooks.py): counted after auth and the model
+# allowlist, under the public model name whichever route served the request. LiteLLM's own
+# litellm_proxy_total_requests_metric counts 401s too, and a fallback-served request under `<model>-fallback`.
+GATEWAY_REQUESTS = DEMAND_METRIC
 
 
 def replicas_for_nodes(dep: DeploymentPlan, nodes: int) -> int:
@@ -74,9 +77,8 @@ def queue_query(dep: DeploymentPlan, namespace: str) -> str:
     return f'sum({QUEUE_METRIC[dep.engine]}{{namespace="{namespace}",model_name="{dep.model}"}}) or vector(0)'
 
 
-
 def demand_query(model: str) -> str:
-    return f'sum(rate({GATEWAY_REQUESTS}{{requested_model="{model}"}}[5m])) or vector(0)'
+    return f'sum(rate({GATEWAY_REQUESTS}{{model="{model}"}}[5m])) or vector(0)'
 
 
 def prometheus_trigger(name: str, server: str, query: str, threshold: float, activation: float) -> dict[str, Any]:

@@ -24,6 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.sizing import PORT, DeploymentPlan
+from infra.serving.engine_probes import (
+    _DRAIN,
+    _WORKER_WAIT,
+    PORT_NAME,
+    drain_budget,
+    probes,
+    worker_probes,
+)
 from infra.stack.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
 
 # Pinned: peakcom/s5cmd v2.3.0, the upstream image (alpine, /bin/sh, binary at /s5cmd); seen pinned the
@@ -37,7 +45,13 @@ WEIGHTS_MOUNT = "/weights"
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 ROLE_ENGINE = "engine"
-PORT_NAME = "http"
+# on pods that serve the OpenAI API (single-node replicas, LWS leaders), not on headless workers: the
+# model's one Service selects them over all its placements
+LABEL_SERVES = "llm-fleet/serves"
+# the engines' API key (gateway_k8s reads the same Secret): only the gateway may call /v1
+ENGINE_KEY_SECRET = "llm-engine-key"
+ENGINE_KEY_ITEM = "api-key"
+ENGINE_KEY_ENV = "LLMFLEET_ENGINE_API_KEY"
 
 ACCELERATORS: dict[str, dict[str, str]] = {
     "nvidia": {"resource": "nvidia.com/gpu", "taint": "nvidia.com/gpu"},
@@ -47,7 +61,6 @@ ACCELERATORS: dict[str, dict[str, str]] = {
 ASCEND_ENV = {"HCCL_CONNECT_TIMEOUT": "600", "HCCL_EXEC_TIMEOUT": "600", "HCCL_BUFFSIZE": "512",
               "HCCL_OP_EXPANSION_MODE": "AIV", "OMP_PROC_BIND": "false", "OMP_NUM_THREADS": "1",
               "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True"}
-STARTUP_PERIOD = 10
 
 _FETCH = """\
 if ! /s5cmd ls "$MARKER" >/dev/null 2>&1; then
@@ -61,23 +74,6 @@ echo "llm-fleet: syncing $SOURCE to $TARGET"
 /s5cmd --numworkers 32 sync --delete --concurrency 4 --part-size 32 "${SOURCE}*" "$TARGET/"
 echo "llm-fleet: weights in $TARGET are complete"
 """
-# preStop: wait (bounded by the grace period) until the engine has no running or waiting request.
-_DRAIN = """\
-import re, time, urllib.request
-time.sleep(5)
-deadline = time.time() + {budget}
-pattern = re.compile(r"^(vllm:num_requests_(running|waiting)|sglang:num_(running|queue)_reqs)(\\{{.*\\}})? (\\S+)$")
-while time.time() < deadline:
-    try:
-        text = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except Exception:
-        break
-    if sum(float(m.group(5)) for m in map(pattern.match, text.splitlines()) if m) == 0:
-        break
-    time.sleep(2)
-"""
-
-
 @dataclass(frozen=True)
 class WeightsPlan:
     """How one deployment's pods get the weights; built by the component from the stack's storage."""
@@ -108,6 +104,7 @@ class EngineSpec:
     weights: WeightsPlan
     grace_seconds: int                        # terminationGracePeriodSeconds: in-flight requests finish
     extra_labels: dict[str, str] = field(default_factory=dict)
+    api_key: bool = True                      # the engine asks for ENGINE_KEY_SECRET's key on /v1
     fallback_pools: tuple[str, ...] = ()      # on-demand pools this spot workload may also use (placement.py)
 
     @property
@@ -126,11 +123,6 @@ def labels(spec: EngineSpec) -> dict[str, str]:
 
 def selector(spec: EngineSpec) -> dict[str, str]:
     return {LABEL_ROLE: ROLE_ENGINE, LABEL_MODEL: spec.dep.model, LABEL_POOL: spec.dep.pool}
-
-
-def probe_thresholds(probe_seconds: int, period: int = STARTUP_PERIOD) -> int:
-    """failureThreshold so that threshold x period >= the planner's startup budget."""
-    return max(1, math.ceil(probe_seconds / period))
 
 
 def model_location(spec: EngineSpec) -> tuple[Any, list[str]]:
@@ -159,6 +151,8 @@ def command(spec: EngineSpec, role: str) -> list[Any]:
             cmd += ["--node-rank", "0"] if role == "leader" else ["--node-rank", "$(LWS_WORKER_INDEX)", "--headless"]
         return cmd
     cmd = ["python3", "-m", "sglang.launch_server", "--model-path", model, *args]
+    if spec.api_key and role != "worker":
+        cmd += ["--api-key", f"$({ENGINE_KEY_ENV})"]      # the kubelet expands it from the Secret-backed env
     if role != "single":
         cmd += ["--dist-init-addr", "$(LWS_LEADER_ADDRESS):20000", "--nnodes", "$(LWS_GROUP_SIZE)",
                 "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"]
@@ -198,9 +192,27 @@ def shm_gib(spec: EngineSpec) -> int:
     return max(1, min(64, int(spec.memory_mib / 1024 * _share(spec)) // 8))
 
 
-def env(spec: EngineSpec) -> list[dict[str, Any]]:
+def ready_timeout_seconds(spec: EngineSpec) -> int:
+    """vLLM's API server waits VLLM_ENGINE_READY_TIMEOUT_S (default 600 s) for the engine core to load,
+    then exits; a 756 GB model takes far longer. It gets the planner's whole startup budget, so the
+    startup probe, sized from the same figure, is what decides."""
+    return max(600, spec.dep.load.probe_seconds)
+
+
+def env(spec: EngineSpec, role: str = "single") -> list[dict[str, Any]]:
     w = spec.weights
     out: list[dict[str, Any]] = []
+    if spec.engine == "vllm":
+        out.append({"name": "VLLM_ENGINE_READY_TIMEOUT_S", "value": str(ready_timeout_seconds(spec))})
+    args = spec.dep.engine_args
+    if spec.engine == "sglang" and "--speculative-algorithm" in args and \
+            args[args.index("--speculative-algorithm") + 1] == "EAGLE":
+        # the SGLang GLM-5.1 cookbook runs EAGLE with the v2 speculative path (sgl-cookbook-glm51)
+        out.append({"name": "SGLANG_ENABLE_SPEC_V2", "value": "1"})
+    if spec.api_key and role != "worker":
+        ref = {"secretKeyRef": {"name": ENGINE_KEY_SECRET, "key": ENGINE_KEY_ITEM}}
+        # vLLM reads VLLM_API_KEY (guards /v1 only: /health and /metrics stay open for probes and Prometheus)
+        out.append({"name": "VLLM_API_KEY" if spec.engine == "vllm" else ENGINE_KEY_ENV, "valueFrom": ref})
     if spec.accelerator == "ascend":
         out.append({"name": "ASCEND_RT_VISIBLE_DEVICES",
                     "value": ",".join(str(i) for i in range(gpus_per_pod(spec)))})
@@ -258,46 +270,19 @@ def init_containers(spec: EngineSpec) -> list[dict[str, Any]]:
     return [container]
 
 
-def probes(spec: EngineSpec) -> dict[str, Any]:
-    """Startup on /health with the planner's load budget; readiness /v1/models (SGLang: /health_generate,
-    which runs a one-token generation); liveness /health."""
-    def get(path: str) -> dict[str, Any]:
-        return {"path": path, "port": PORT_NAME}
-    ready = "/health_generate" if spec.engine == "sglang" else "/v1/models"
-    return {
-        "startupProbe": {"httpGet": get("/health"), "periodSeconds": STARTUP_PERIOD, "timeoutSeconds": 5,
-                         "failureThreshold": probe_thresholds(spec.dep.load.probe_seconds)},
-        "readinessProbe": {"httpGet": get(ready), "periodSeconds": 15, "failureThreshold": 3,
-                           "timeoutSeconds": 30 if spec.engine == "sglang" else 5},
-        "livenessProbe": {"httpGet": get("/health"), "periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 6},
-    }
-
-
-_LEADER_HEALTH = ("import os, urllib.request; urllib.request.urlopen("
-                  "'http://%s:{port}/health' % os.environ['LWS_LEADER_ADDRESS'], timeout=10)")
-
-
-def worker_probes(spec: EngineSpec) -> dict[str, Any]:
-    """A headless worker serves no HTTP: its probes ask the leader's /health (the group is healthy
-    or not as a whole; LWS recreates the group when a pod restarts)."""
-    def probe(period: int, failures: int) -> dict[str, Any]:
-        cmd = ["python3", "-c", _LEADER_HEALTH.format(port=PORT)]
-        return {"exec": {"command": cmd}, "periodSeconds": period, "timeoutSeconds": 15, "failureThreshold": failures}
-    return {"startupProbe": probe(STARTUP_PERIOD, probe_thresholds(spec.dep.load.probe_seconds)),
-            "readinessProbe": probe(15, 3), "livenessProbe": probe(20, 6)}
-
-
 def container(spec: EngineSpec, role: str) -> dict[str, Any]:
     _, mounts = volumes(spec)
     c: dict[str, Any] = {"name": "engine", "image": spec.dep.engine_image, "command": command(spec, role),
-                         "env": env(spec), "resources": resources(spec), "volumeMounts": mounts}
+                         "env": env(spec, role), "resources": resources(spec), "volumeMounts": mounts}
     if role != "worker":
         c["ports"] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
         c.update(probes(spec))
-        budget = max(10, spec.grace_seconds - 20)
-        c["lifecycle"] = {"preStop": {"exec": {"command": ["python3", "-c", _DRAIN.format(budget=budget, port=PORT)]}}}
+        drain = _DRAIN.format(budget=drain_budget(spec), port=PORT)
+        c["lifecycle"] = {"preStop": {"exec": {"command": ["python3", "-c", drain]}}}
     else:
         c.update(worker_probes(spec))
+        wait = _WORKER_WAIT.format(budget=drain_budget(spec), port=PORT)
+        c["lifecycle"] = {"preStop": {"exec": {"command": ["python3", "-c", wait]}}}
     if spec.multi_node:
         c["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
     return c
@@ -333,7 +318,8 @@ def pod_spec(spec: EngineSpec, role: str) -> dict[str, Any]:
 def template(spec: EngineSpec, role: str) -> dict[str, Any]:
     # safe-to-evict false: cluster-autoscaler must not move a replica that took half an hour to load;
     # the node scales down when KEDA removes the pod.
-    return {"metadata": {"labels": labels(spec),
+    pod_labels = labels(spec) if role == "worker" else {**labels(spec), LABEL_SERVES: "api"}
+    return {"metadata": {"labels": pod_labels,
                          "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
                                          "kubectl.kubernetes.io/default-container": "engine"}},
             "spec": pod_spec(spec, role)}
@@ -368,14 +354,23 @@ def workload(spec: EngineSpec) -> dict[str, Any]:
     return leader_worker_set(spec) if spec.multi_node else deployment(spec)
 
 
-def service(spec: EngineSpec) -> dict[str, Any]:
-    """ClusterIP in front of the replicas (LWS: the leaders, which serve the API)."""
-    sel = selector(spec)
-    if spec.multi_node:
-        sel = {**sel, LWS_WORKER_INDEX: "0"}
+def service_name(model: str) -> str:
+    """The one Service of a model (its placements' Deployments / LeaderWorkerSets are `<model>-<pool>`)."""
+    return f"{model}-engine"[:63].rstrip("-")
+
+
+def model_selector(model: str) -> dict[str, str]:
+    return {LABEL_ROLE: ROLE_ENGINE, LABEL_MODEL: model, LABEL_SERVES: "api"}
+
+
+def service(model: str, namespace: str) -> dict[str, Any]:
+    """ClusterIP in front of every placement of the model (base, spot, peak): the pods that serve the API
+    (single-node replicas, LWS leaders). kube-proxy sends only to Ready endpoints, so a placement at zero
+    or still loading is never picked, and the gateway falls back only when no replica is Ready."""
+    meta_labels = {LABEL_ROLE: ROLE_ENGINE, LABEL_MODEL: model, "app.kubernetes.io/part-of": "llm-fleet"}
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels(spec)},
-            "spec": {"type": "ClusterIP", "selector": sel,
+            "metadata": {"name": service_name(model), "namespace": namespace, "labels": meta_labels},
+            "spec": {"type": "ClusterIP", "selector": model_selector(model),
                      "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]}}
 
 
@@ -386,5 +381,5 @@ def pod_disruption_budget(spec: EngineSpec) -> dict[str, Any]:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(spec)}}}
 
 
-def backend_url(spec: EngineSpec) -> str:
-    return f"http://{spec.name}.{spec.namespace}.svc.cluster.local:{PORT}/v1"
+def backend_url(model: str, namespace: str) -> str:
+    return f"http://{service_name(model)}.{namespace}.svc.cluster.local:{PORT}/v1"

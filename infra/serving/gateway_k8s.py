@@ -23,6 +23,8 @@ from typing import Any
 import yaml
 
 from infra.serving import gateway as gw
+from infra.serving import gateway_hooks
+from infra.serving.engines import ENGINE_KEY_ENV, ENGINE_KEY_ITEM, ENGINE_KEY_SECRET
 from infra.stack import names
 from infra.stack.spec import SecretRef, StackConfig
 
@@ -60,7 +62,9 @@ class KeySource:
 def key_sources(refs: dict[str, SecretRef | None], managed: bool) -> dict[str, KeySource]:
     out = {}
     for env, ref in refs.items():
-        if ref is None:
+        if env == ENGINE_KEY_ENV:
+            out[env] = KeySource(env, None, ENGINE_KEY_SECRET, ENGINE_KEY_ITEM)
+        elif ref is None:
             out[env] = KeySource(env, None, GENERATED_SECRET, GENERATED_KEY)
         elif ref.secrets_manager_arn and managed:
             out[env] = KeySource(env, ref, AWS_KEYS_SECRET, env)
@@ -69,42 +73,51 @@ def key_sources(refs: dict[str, SecretRef | None], managed: bool) -> dict[str, K
     return out
 
 
-def gateway_spec(cfg: StackConfig, backends: dict[str, list[tuple[str, str]]]
+def gateway_spec(cfg: StackConfig, backends: dict[str, tuple[str, str]], cold_starts: dict[str, int] | None = None
                  ) -> tuple[gw.GatewaySpec, dict[str, SecretRef | None]]:
-    """The typed gateway spec and, per env var, the stack's SecretRef (None: to be generated).
-    `backends`: model -> [(OpenAI base URL, served model name)], one per placement."""
+    """The typed gateway spec and, per env var, the stack's SecretRef (None: generated in the cluster).
+    `backends`: model -> (OpenAI base URL of the model's Service, served model name); `cold_starts`:
+    model -> seconds one replica takes to start (the planner's figure, for the 503 message)."""
     g = cfg.gateway
-    refs: dict[str, SecretRef | None] = {"LITELLM_MASTER_KEY": g.master_key}
+    refs: dict[str, SecretRef | None] = {"LITELLM_MASTER_KEY": g.master_key, ENGINE_KEY_ENV: None}
     # time to first chunk: past this a stream falls back; generous for reasoning models under load
     stream_timeout = max(30, min(g.request_timeout_seconds, 120))
     routes = []
     for model in cfg.models:
         fb = g.fallbacks.get(model.name)
         fallback = None
-        if fb is not None:
+        if fb is not None and model.fallback != "never":
             key_env = env_name("FALLBACK", model.name)
             refs[key_env] = fb.api_key
             fallback = gw.Fallback(provider=fb.provider, model=fb.model, api_key_env=key_env, api_base=fb.api_base)
-        routes.append(gw.Route(model=model.name,
-                               backends=tuple(gw.Backend(url, served) for url, served in backends[model.name]),
+        url, served = backends[model.name]
+        routes.append(gw.Route(model=model.name, backends=(gw.Backend(url, served),),
                                fallback=fallback, timeout_seconds=g.request_timeout_seconds,
-                               stream_timeout_seconds=stream_timeout))
+                               stream_timeout_seconds=stream_timeout, private_only=model.fallback == "never",
+                               cold_start_seconds=(cold_starts or {}).get(model.name)))
     teams = []
     for team in g.teams:
         key_env = env_name("TEAM", team.name)
         refs[key_env] = team.api_key
-        teams.append(gw.Team(name=team.name, key_env=key_env, rpm=team.rpm, tpm=team.tpm, models=team.models))
+        teams.append(gw.Team(name=team.name, key_env=key_env, rpm=team.rpm, tpm=team.tpm, models=team.models,
+                             private_only=team.fallback == "never"))
+    redis = None
+    if g.redis is not None:
+        password_env = "LLMFLEET_REDIS_PASSWORD" if g.redis.password is not None else None
+        if password_env:
+            refs[password_env] = g.redis.password
+        redis = gw.Redis(g.redis.host, g.redis.port, password_env)
     spec = gw.GatewaySpec(routes=tuple(routes), teams=tuple(teams), master_key_env="LITELLM_MASTER_KEY",
-                          num_retries=g.num_retries, request_timeout_seconds=g.request_timeout_seconds)
+                          num_retries=g.num_retries, request_timeout_seconds=g.request_timeout_seconds,
+                          engine_key_env=ENGINE_KEY_ENV, redis=redis)
     return spec, refs
 
 
 def config_files(spec: gw.GatewaySpec) -> dict[str, str]:
-    """config.yaml and the auth hook module, side by side (LiteLLM imports the hook from the config's
-    directory). The prometheus callback serves /metrics (no auth) for the ServiceMonitor."""
-    config = gw.litellm_config(spec)
-    config["litellm_settings"] = {**config["litellm_settings"], "callbacks": ["prometheus"]}
-    return {"config.yaml": yaml.safe_dump(config, sort_keys=False), gw.AUTH_HOOK_FILE: gw.auth_hook_source(spec)}
+    """config.yaml and the two hook modules, side by side (LiteLLM imports them from the config's
+    directory). The prometheus callback serves /metrics without a key for the ServiceMonitor."""
+    return {"config.yaml": yaml.safe_dump(gw.litellm_config(spec), sort_keys=False),
+            **gateway_hooks.module_sources(spec)}
 
 
 def config_hash(files: dict[str, str]) -> str:
@@ -217,16 +230,21 @@ def external_secret(namespace: str, name: str, target: str, items: dict[str, str
                      "data": [{"secretKey": key, "remoteRef": {"key": arn}} for key, arn in sorted(items.items())]}}
 
 
-def password_generator(namespace: str) -> dict[str, Any]:
+def password_generator(namespace: str, name: str = GENERATED_SECRET) -> dict[str, Any]:
     return {"apiVersion": GENERATOR_API, "kind": "Password",
-            "metadata": {"name": GENERATED_SECRET, "namespace": namespace, "labels": LABELS},
+            "metadata": {"name": name, "namespace": namespace, "labels": LABELS},
             "spec": {"length": 48, "digits": 8, "symbols": 0, "noUpper": False, "allowRepeat": True}}
 
 
-def generated_secret(namespace: str) -> dict[str, Any]:
+def generated_secret(namespace: str, name: str = GENERATED_SECRET, key: str = GENERATED_KEY) -> dict[str, Any]:
+    """A Secret `name` holding one random password under `key`, made once (refreshPolicy CreatedOnce) from
+    the Password generator of the same name."""
+    spec: dict[str, Any] = {"refreshPolicy": "CreatedOnce",
+                            "target": {"name": name, "creationPolicy": "Owner"},
+                            "dataFrom": [{"sourceRef": {"generatorRef": {"apiVersion": GENERATOR_API,
+                                                                         "kind": "Password", "name": name}}}]}
+    if key != GENERATED_KEY:
+        # the generator's output key is `password`; template it under the key the pods read
+        spec["target"]["template"] = {"data": {key: "{{ .password }}"}}
     return {"apiVersion": ESO_API, "kind": "ExternalSecret",
-            "metadata": {"name": GENERATED_SECRET, "namespace": namespace, "labels": LABELS},
-            "spec": {"refreshPolicy": "CreatedOnce",
-                     "target": {"name": GENERATED_SECRET, "creationPolicy": "Owner"},
-                     "dataFrom": [{"sourceRef": {"generatorRef": {"apiVersion": GENERATOR_API, "kind": "Password",
-                                                                  "name": GENERATED_SECRET}}}]}}
+            "metadata": {"name": name, "namespace": namespace, "labels": LABELS}, "spec": spec}

@@ -1,15 +1,18 @@
 """Monitoring manifests (pure builders): the engine PodMonitor, gateway and DCGM ServiceMonitors, the
 PrometheusRule (alerts + per-pool cost recording rules) and the Grafana dashboard ConfigMap.
 
-Metric names: vLLM `vllm:*` (vllm/v1/metrics/loggers.py), SGLang `sglang:*` (srt/metrics/collector.py),
-LiteLLM `litellm_*` (litellm/integrations/prometheus.py), DCGM `DCGM_FI_*` (dcgm-exporter default counters),
-kube-state-metrics `kube_*`. The engine pods' `llm-fleet/model` and `llm-fleet/pool` labels become the
-target labels `llm_fleet_model` / `llm_fleet_pool`.
+Metric names: every one a query here or in the dashboard uses is listed, with where it was read, in
+dashboards/metrics.yaml for the exporter and engine versions we pin (vLLM, SGLang, LiteLLM, DCGM exporter,
+kube-state-metrics, node-exporter); tests/serving/test_monitoring.py parses each query and checks it.
+The engine pods' `llm-fleet/model` and `llm-fleet/pool` labels become the target labels `llm_fleet_model` /
+`llm_fleet_pool`; kube-state-metrics exposes them as `label_llm_fleet_model` / `label_llm_fleet_pool`
+(allowlisted in prometheus_values), which is how the engine-health rules know a pod's model and pool.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -21,6 +24,7 @@ from infra.stack.names import (
 )
 
 MONITORING_API = "monitoring.coreos.com/v1"
+ENGINE_CONTAINER = "engine"   # the engine container's name in engines.container()
 DASHBOARD_FILE = "llm-fleet.json"
 LABELS = {"app.kubernetes.io/part-of": "llm-fleet", "release": PROMETHEUS_RELEASE}
 
@@ -40,11 +44,16 @@ def engine_pod_monitor(namespace: str) -> dict[str, Any]:
                      "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}
 
 
+# LiteLLM mounts its metrics app at /metrics and answers /metrics with a 307 to /metrics/
+GATEWAY_METRICS_PATH = "/metrics/"
+
+
 def gateway_service_monitor(namespace: str, selector: dict[str, str]) -> dict[str, Any]:
+    """No key: the gateway config sets `require_auth_for_metrics_endpoint: false` (series only)."""
     return {"apiVersion": MONITORING_API, "kind": "ServiceMonitor",
             "metadata": {"name": "llm-gateway", "namespace": namespace, "labels": LABELS},
             "spec": {"selector": {"matchLabels": selector}, "namespaceSelector": {"matchNames": [namespace]},
-                     "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]}}
+                     "endpoints": [{"port": "http", "path": GATEWAY_METRICS_PATH, "interval": "30s"}]}}
 
 
 def dcgm_service_monitor(namespace: str, release: str) -> dict[str, Any]:
@@ -106,11 +115,83 @@ def cost_rules(pools: dict[str, float]) -> list[dict[str, Any]]:
     return rules
 
 
+def ksm_label(key: str) -> str:
+    """A Kubernetes label as kube-state-metrics names it on kube_*_labels: `llm-fleet/pool` -> label_llm_fleet_pool."""
+    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+
+MODEL, POOL, ROLE = ksm_label(LABEL_MODEL), ksm_label(LABEL_POOL), ksm_label(LABEL_ROLE)
+# one series per engine pod, value 1, carrying its model and pool (kube-state-metrics pod labels)
+ENGINE_PODS = f'max by (namespace, pod, {MODEL}, {POOL}) (kube_pod_labels{{{ROLE}="engine"}})'
+# `* on (namespace, pod) group_left (...) ENGINE_PODS`: keep engine pods only and give them model and pool
+WITH_MODEL = f"* on (namespace, pod) group_left ({MODEL}, {POOL}) {ENGINE_PODS}"
+NOT_READY = 'max by (namespace, pod) (kube_pod_status_ready{condition="true"}) == 0'
+# the pod passed its readiness probe at some point of the last day (ready_time is exported only while Ready)
+WAS_READY = "max by (namespace, pod) (max_over_time(kube_pod_status_ready_time[1d]))"
+TERMINATING = "max by (namespace, pod) (kube_pod_deletion_timestamp)"
+
+
+def engine_health_rules(startup: dict[tuple[str, str], tuple[int, int]]) -> list[dict[str, Any]]:
+    """Recording rules: model load time (engine container start to Ready) and replica cold start (pod start
+    to Ready) per engine pod with its model and pool, from kube-state-metrics timestamps (neither pinned
+    engine exports a load-time metric of its own in both engines); and, per deployment, the planner's
+    modeled cold start and startup budget (`dep.load.seconds`, `dep.load.probe_seconds`) to compare with."""
+    engine_start = f'max by (namespace, pod) (kube_pod_container_state_started{{container="{ENGINE_CONTAINER}"}})'
+    ready_at = "max by (namespace, pod) (kube_pod_status_ready_time)"
+    pod_start = "max by (namespace, pod) (kube_pod_start_time)"
+    rules = [  # `> 0`: a container restarted after the pod was Ready has no load time until Ready again
+        {"record": "llmfleet:engine_load_seconds", "expr": f"(({ready_at} - on (namespace, pod) {engine_start}) > 0) "
+                                                          f"{WITH_MODEL}"},
+        {"record": "llmfleet:replica_cold_start_seconds",
+         "expr": f"(({ready_at} - on (namespace, pod) {pod_start}) > 0) {WITH_MODEL}"},
+    ]
+    for (model, pool), (modeled, budget) in sorted(startup.items()):
+        labels = {MODEL: model, POOL: pool}
+        rules.append({"record": "llmfleet:engine_modeled_cold_start_seconds", "expr": f"vector({modeled})",
+                      "labels": labels})
+        rules.append({"record": "llmfleet:engine_startup_budget_seconds", "expr": f"vector({budget})",
+                      "labels": labels})
+    return rules
+
+
+def engine_alerts() -> list[dict[str, Any]]:
+    """An engine down (was Ready, is not; or Ready but its metrics endpoint does not answer), crash-looping,
+    or still not Ready past its deployment's startup budget. Pods being deleted (a drain) are left out."""
+    budget = f"on ({MODEL}, {POOL}) group_left () llmfleet:engine_startup_budget_seconds"
+    stuck = (f"((time() - max by (namespace, pod) (kube_pod_start_time)) {WITH_MODEL}) > {budget} "
+             f"and on (namespace, pod) ({NOT_READY}) unless on (namespace, pod) {WAS_READY} "
+             f"unless on (namespace, pod) {TERMINATING}")
+    down = (f"((({NOT_READY}) and on (namespace, pod) {WAS_READY}) "
+            f'or (max by (namespace, pod) (up{{llm_fleet_model!=""}}) == 0 and on (namespace, pod) '
+            f'(max by (namespace, pod) (kube_pod_status_ready{{condition="true"}}) == 1))) {WITH_MODEL} '
+            f"unless on (namespace, pod) {TERMINATING}")
+    crash = (f'(max by (namespace, pod) (kube_pod_container_status_waiting_reason{{reason="CrashLoopBackOff"}}) == 1 '
+             f'or max by (namespace, pod) (kube_pod_init_container_status_waiting_reason{{reason="CrashLoopBackOff"}})'
+             f' == 1 or max by (namespace, pod) (increase(kube_pod_container_status_restarts_total'
+             f'{{container="{ENGINE_CONTAINER}"}}[30m])) > 2) {WITH_MODEL}')
+    where = f"{{{{ $labels.{MODEL} }}}} on {{{{ $labels.{POOL} }}}}"
+    return [
+        _alert("LlmFleetEngineStuckLoading", stuck, 1, "warning",
+               f"{where}: engine pod {{{{ $labels.pod }}}} is not Ready past its startup budget "
+               "(llmfleet:engine_startup_budget_seconds, the planner's dep.load.probe_seconds)"),
+        _alert("LlmFleetEngineDown", down, 5, "critical",
+               f"{where}: engine pod {{{{ $labels.pod }}}} was serving and is not Ready, or its metrics endpoint "
+               "does not answer"),
+        _alert("LlmFleetEngineCrashLooping", crash, 5, "critical",
+               f"{where}: engine pod {{{{ $labels.pod }}}} is crash-looping (CrashLoopBackOff or over 2 restarts "
+               "in 30 min)"),
+    ]
+
+
 def prometheus_rule(namespace: str, ttft_p99_seconds: float, queue_targets: dict[str, int],
-                    pool_prices: dict[str, float], alerts: bool) -> dict[str, Any]:
+                    pool_prices: dict[str, float], alerts: bool,
+                    startup: dict[tuple[str, str], tuple[int, int]] | None = None) -> dict[str, Any]:
+    """startup: per (model, pool) the planner's (dep.load.seconds, dep.load.probe_seconds)."""
     groups = [{"name": "llm-fleet-cost", "interval": "1m", "rules": cost_rules(pool_prices)}] if pool_prices else []
+    groups.append({"name": "llm-fleet-engines", "interval": "1m", "rules": engine_health_rules(startup or {})})
     if alerts:
-        groups.append({"name": "llm-fleet-alerts", "rules": alert_rules(ttft_p99_seconds, queue_targets)})
+        groups.append({"name": "llm-fleet-alerts",
+                       "rules": alert_rules(ttft_p99_seconds, queue_targets) + engine_alerts()})
     return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
             "metadata": {"name": "llm-fleet", "namespace": namespace, "labels": LABELS},
             "spec": {"groups": groups}}
@@ -127,12 +208,17 @@ def dashboard_config_map(namespace: str) -> dict[str, Any]:
 
 def prometheus_values(grafana: bool, alerts: bool) -> dict[str, Any]:
     """kube-prometheus-stack values: select every ServiceMonitor/PodMonitor/PrometheusRule (not only the
-    release's), expose the pool label of nodes for the cost rules, Grafana on demand."""
+    release's), expose the pool label of nodes (cost rules) and the model/pool/role labels of pods (engine
+    health rules), name the node on node-exporter series, Grafana on demand."""
     spec = {f"{kind}SelectorNilUsesHelmValues": False
             for kind in ("serviceMonitor", "podMonitor", "rule", "probe", "scrapeConfig")}
     return {
         "prometheus": {"prometheusSpec": {**spec, "retention": "15d"}},
         "alertmanager": {"enabled": alerts},
         "grafana": {"enabled": grafana},
-        "kube-state-metrics": {"metricLabelsAllowlist": [f"nodes=[{LABEL_POOL},node.kubernetes.io/instance-type]"]},
+        "kube-state-metrics": {"metricLabelsAllowlist": [f"nodes=[{LABEL_POOL},node.kubernetes.io/instance-type]",
+                                                         f"pods=[{LABEL_MODEL},{LABEL_POOL},{LABEL_ROLE}]"]},
+        # node-exporter series carry the node's name (`node`), so node memory and disk I/O join kube_node_labels
+        "prometheus-node-exporter": {"prometheus": {"monitor": {"relabelings": [
+            {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node", "action": "replace"}]}}},
     }

@@ -21,6 +21,7 @@ from infra.stack.spec import (
     NetworkSpec,
     Placement,
     PoolSpec,
+    RedisSpec,
     SecretRef,
     StorageSpec,
     TeamSpec,
@@ -36,12 +37,24 @@ ENGINES = ("vllm", "sglang")
 LOADING = ("nvme", "runai-streamer", "fsx")
 AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 FALLBACK_PROVIDERS = ("deepinfra", "fireworks", "together", "zai", "openai-compatible")
+FALLBACK_POLICIES = ("allowed", "never")
 NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 NAME_HINT = "use 2-32 lowercase letters, digits and dashes, starting with a letter"
 # Pins for what we deploy by default; a stack may override the engine image and version.
+# vLLM v0.28.0: loads GLM-5/5.1 (glm_moe_dsa needs transformers >= 5.4, vLLM >= 0.19.1, vllm#40146) and
+# streams GLM tool calls correctly with MTP on (vllm#39253, in 0.20.0; parser rewrite vllm#45915, 0.24.0);
+# its images default to CUDA 13.0 (since 0.20.0): GPU nodes need an NVIDIA 580+ driver.
+# SGLang v0.5.10: the version the GLM-5.1 cookbook runs (sgl-cookbook data/models/src/v0.5.10/glm51.yaml).
 DEFAULT_ENGINES = {
-    "vllm": ("vllm/vllm-openai", "v0.19.0"),
+    "vllm": ("vllm/vllm-openai", "v0.28.0"),
     "sglang": ("lmsysorg/sglang", "v0.5.10"),
+}
+# Multi-node replicas on EKS talk NCCL over EFA, which needs libfabric + aws-ofi-nccl in the image; the
+# upstream images lack the plugin (FI_PROVIDER=efa then does nothing and NCCL falls back to TCP). The AWS
+# Deep Learning Container republishes the same vLLM release with EFA and aws-ofi-nccl (ECR Public gallery
+# deep-learning-containers/vllm). Keyed by the engine version it matches; another version needs efaImage.
+DEFAULT_EFA_IMAGES = {
+    ("vllm", "v0.28.0"): "public.ecr.aws/deep-learning-containers/vllm:0.28.0-gpu-py312-cu130-ubuntu24.04-ec2",
 }
 CRON = r"(\S+\s+){4}\S+"
 
@@ -212,7 +225,8 @@ def parse_model(node: Node, pools: Mapping[str, PoolSpec], base_dir: Path) -> Mo
         loading=node.str("loading", "nvme", choices=LOADING),
         queue_target=node.int("queueTarget", 5, minimum=1),
         max_nodes_per_replica=node.int("maxNodesPerReplica", 1, minimum=1, maximum=4),
-        extra_args=node.strs("extraArgs"), throughput=throughput)
+        extra_args=node.strs("extraArgs"), throughput=throughput,
+        fallback=node.str("fallback", "allowed", choices=FALLBACK_POLICIES))
     node.done()
     return spec
 
@@ -247,8 +261,10 @@ def parse_engines(node: Node) -> Mapping[str, EngineImage]:
     for engine, (image, version) in DEFAULT_ENGINES.items():
         sub = node.node(engine)
         version = sub.str("version", version, pattern=r"v?\d+\.\d+(\.\d+)?([.-]?(post|rc)\d+)?",
-                          hint="pin a release such as v0.19.0 (never latest)")
-        out[engine] = EngineImage(engine, sub.str("image", image), version)
+                          hint="pin a release such as v0.28.0 (never latest)")
+        efa = sub.str("efaImage", DEFAULT_EFA_IMAGES.get((engine, version)),
+                      pattern=r"\S+(:[\w.-]+|@sha256:[0-9a-f]{64})", hint="pin the image by tag or digest")
+        out[engine] = EngineImage(engine, sub.str("image", image), version, efa)
         sub.done()
     node.done()
     return out
@@ -276,7 +292,8 @@ def parse_gateway(node: Node, models: set[str], secret_names: frozenset[str]) ->
         team = TeamSpec(item.str("name", required=True, pattern=NAME, hint=NAME_HINT),
                         _secret(item, "apiKey", secret_names, required=True),
                         item.int("rpm", None, minimum=1), item.int("tpm", None, minimum=1),
-                        item.strs("models", (), choices=sorted(models)))
+                        item.strs("models", (), choices=sorted(models)),
+                        item.str("fallback", "allowed", choices=FALLBACK_POLICIES))
         item.done()
         teams.append(team)
     unique_names("gateway.teams", [t.name for t in teams])
@@ -290,7 +307,8 @@ def parse_gateway(node: Node, models: set[str], secret_names: frozenset[str]) ->
         teams=tuple(teams), fallbacks=fallbacks,
         request_timeout_seconds=node.int("requestTimeoutSeconds", 600, minimum=10),
         num_retries=node.int("numRetries", 1, minimum=0, maximum=5),
-        replicas=node.int("replicas", 2, minimum=1))
+        replicas=node.int("replicas", 2, minimum=1),
+        redis=_redis(node, secret_names))
     node.done()
     if spec.exposure == "internet-facing" and spec.certificate_arn is None:
         raise ConfigError(f"{node.sub('certificateArn')}: an internet-facing gateway needs TLS; give the ACM "
@@ -298,6 +316,17 @@ def parse_gateway(node: Node, models: set[str], secret_names: frozenset[str]) ->
     if spec.exposure == "internet-facing" and "0.0.0.0/0" in spec.allowed_cidrs:
         raise ConfigError(f"{node.sub('allowedCidrs')}: an internet-facing gateway open to 0.0.0.0/0 is refused; "
                           "list the client CIDRs")
+    return spec
+
+
+def _redis(node: Node, secret_names: frozenset[str]) -> RedisSpec | None:
+    """gateway.redis: shared rate-limit counters across gateway replicas; absent = per replica."""
+    if not node.has("redis"):
+        return None
+    sub = node.node("redis")
+    spec = RedisSpec(sub.str("host", required=True, pattern=r"[A-Za-z0-9.-]+", hint="expected a host name"),
+                     sub.int("port", 6379, minimum=1, maximum=65535), _secret(sub, "password", secret_names))
+    sub.done()
     return spec
 
 

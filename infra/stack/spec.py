@@ -106,6 +106,7 @@ class ModelSpec:
     max_nodes_per_replica: int                # > 1 opts in to multi-node replicas (EFA shapes)
     extra_args: tuple[str, ...]
     throughput: Throughput | None
+    fallback: str = "allowed"                 # "never": no request for this model leaves the cluster
 
     @property
     def is_local(self) -> bool:
@@ -117,6 +118,8 @@ class EngineImage:
     engine: str
     image: str
     version: str
+    # multi-node replicas on EKS (EFA): an image with libfabric + aws-ofi-nccl; None: `image` is used
+    efa_image: str | None = None
 
     @property
     def ref(self) -> str:
@@ -138,6 +141,15 @@ class TeamSpec:
     rpm: int | None
     tpm: int | None
     models: tuple[str, ...]
+    fallback: str = "allowed"                 # "never": this team's requests never go to a fallback
+
+
+@dataclass(frozen=True)
+class RedisSpec:
+    """Shared rate-limit counters for the gateway replicas (optional)."""
+    host: str
+    port: int
+    password: SecretRef | None
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,7 @@ class GatewaySpec:
     request_timeout_seconds: int
     num_retries: int
     replicas: int
+    redis: RedisSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import yaml
+
 from scripts.cmd_diff import MAX_ROWS, cost_delta, diff_records, to_markdown
 
 NG = "aws:eks/nodeGroup:NodeGroup"
@@ -92,6 +100,75 @@ def test_end_to_end_against_a_git_ref(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "scripts.fleet", "diff", "--stack", "dev", "--base", "nope"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--base nope: not a commit" in bad.stderr
+
+
+COPY_IGNORE = (".git", ".venv", "venv", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis")
+
+
+def _checkout(tmp_path, name):
+    """A throwaway git repository holding this working tree, committed once."""
+    from tests.conftest import REPO
+
+    work = tmp_path / name
+    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(*COPY_IGNORE))
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True, timeout=30)
+    subprocess.run([*git, "add", "-A"], check=True, timeout=30)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True, timeout=30)
+    return work, git
+
+
+def _fleet(code, *argv, cwd):
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    return subprocess.run([sys.executable, "-m", "scripts.fleet", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_the_repository_is_the_stack_files_checkout_not_the_installed_code(tmp_path):
+    """Checkout A holds the stack file; the CLI's code comes from clone B (another install) and runs from a
+    directory outside any repository. The base is A's HEAD, so only A's change shows, not every resource new."""
+    a, _ = _checkout(tmp_path, "a")
+    b = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True, timeout=60)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stack = a / "stacks" / "Pulumi.dev.yaml"
+    doc = yaml.safe_load(stack.read_text())
+    doc["config"]["llm-fleet:pools"][0]["maxSize"] += 1
+    stack.write_text(yaml.safe_dump(doc))
+    proc = _fleet(b, "diff", "--stack-file", str(stack), "--base", "HEAD", "--json", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["baseMissing"] is False and out["resources"]["added"] == [] and out["resources"]["removed"] == []
+    paths = [c["path"] for r in out["resources"]["changed"] for c in r["changes"]]
+    assert "scalingConfig.maxSize" in paths
+
+
+def test_a_base_that_cannot_render_is_refused_and_a_stack_outside_any_checkout_too(tmp_path):
+    a, git = _checkout(tmp_path, "a")
+    (a / "infra" / "program.py").write_text("raise RuntimeError('broken at the base')\n")
+    subprocess.run([*git, "commit", "-qam", "broken"], check=True, timeout=30)
+    subprocess.run([*git, "checkout", "-q", "HEAD~1", "--", "infra/program.py"], check=True, timeout=30)
+    proc = _fleet(a, "diff", "--stack", "dev", "--base", "HEAD", cwd=a)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "cannot render stacks/Pulumi.dev.yaml at --base HEAD" in proc.stderr
+    assert "broken at the base" in proc.stderr
+
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "Pulumi.dev.yaml").write_text((a / "stacks" / "Pulumi.dev.yaml").read_text())
+    proc = _fleet(a, "diff", "--stack-file", str(loose / "Pulumi.dev.yaml"), "--base", "HEAD", cwd=loose)
+    assert proc.returncode == 2 and "nor the working directory is in a git checkout" in proc.stderr
+
+
+def test_a_stack_new_at_the_head_says_so(tmp_path):
+    """A stack file absent at the base ref is the one case with an empty base, and the output says it."""
+    a, _ = _checkout(tmp_path, "a")
+    new = a / "stacks" / "Pulumi.dev2.yaml"
+    new.write_text((a / "stacks" / "Pulumi.dev.yaml").read_text())
+    proc = _fleet(a, "diff", "--stack", "dev2", "--base", "HEAD", cwd=a)
+    assert proc.returncode == 0, proc.stderr
+    assert "does not exist at `HEAD`: every resource is new" in proc.stdout
 
 
 def test_policy_section_blocks_on_mandatory_violations():

@@ -36,6 +36,17 @@ def test_table_names_pools_deployments_and_totals(capsys):
         assert text in out
 
 
+def test_plan_says_whose_traffic_may_leave(capsys):
+    assert main(["plan", "--stack", "prod"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("Traffic that may leave the cluster", 1)[1]
+    assert "- team risk: glm-5-1 -> deepinfra (zai-org/GLM-5.1)" in section
+    assert "- team research: nothing leaves the cluster" in section          # its models have no fallback
+    assert "- team legal: nothing leaves the cluster (fallback: never)" in section
+    assert main(["plan", "--stack", "prod", "--json"]) == 0
+    assert "team legal: nothing leaves the cluster (fallback: never)" in json.loads(capsys.readouterr().out)["egress"]
+
+
 def _broken(tmp_path, mutate, name="prod"):
     values = yaml.safe_load((STACKS / f"Pulumi.{name}.yaml").read_text())
     mutate(values["config"])
@@ -51,6 +62,9 @@ def _broken(tmp_path, mutate, name="prod"):
     (lambda c: c["llm-fleet:pools"][0].__setitem__("instanceTypes", ["p9.huge"]), "unknown instance type 'p9.huge'"),
     (lambda c: c["llm-fleet:pools"][0].__setitem__("maxSize", 1) or c["llm-fleet:models"][0]["placements"][0]
      .__setitem__("replicas", {"min": 2, "max": 2}), "need 2 node(s)"),
+    # an engine older than the model's catalog minimum: GLM-5.1 (glm_moe_dsa) does not load on vLLM 0.19.0
+    (lambda c: c.__setitem__("llm-fleet:engines", {"vllm": {"version": "v0.19.0"}}),
+     "engines.vllm.version: v0.19.0 cannot run zai-org/GLM-5.1-FP8 (models.glm-5-1); GLM-5.1 needs vllm >= 0.19.1"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, mutate, message):
     assert main(["plan", "--stack-file", str(_broken(tmp_path, mutate))]) == 2

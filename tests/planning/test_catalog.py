@@ -249,8 +249,13 @@ def test_engine_flags_pick_the_entry_for_the_version(catalog, version, tool_pars
 
 def test_glm_5_1_flags_follow_the_recipe(catalog):
     assert catalog.engine_flags("glm-5.1", "vllm", "0.9.0") is None
-    flags = catalog.engine_flags("glm-5.1", "vllm", "0.19.0")
-    assert flags.min_version == "0.19.0" and flags.source in catalog.sources
+    # glm_moe_dsa needs transformers >= 5.4: vLLM 0.19.0 pins transformers < 5 and cannot load it
+    assert catalog.engine_flags("glm-5.1", "vllm", "0.19.0") is None
+    early = catalog.engine_flags("glm-5.1", "vllm", "0.19.1")
+    assert early.min_version == "0.19.1" and "--tool-call-parser" in early.args
+    assert "--speculative-config.method" not in early.args       # MTP breaks streamed tool calls before 0.20.0
+    flags = catalog.engine_flags("glm-5.1", "vllm", "0.28.0")
+    assert flags.min_version == "0.20.0" and flags.source in catalog.sources
     args = " ".join(flags.args)
     assert "--tool-call-parser glm47" in args and "--reasoning-parser glm45" in args
     assert "--speculative-config.num_speculative_tokens 3" in args

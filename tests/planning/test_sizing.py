@@ -15,7 +15,7 @@ from infra.stack.spec import EngineImage, ModelSpec, Placement, PoolSpec
 from tests.conftest import FIXTURES
 
 CAT = load_catalog()
-VLLM = EngineImage("vllm", "vllm/vllm-openai", "v0.19.0")
+VLLM = EngineImage("vllm", "vllm/vllm-openai", "v0.28.0")
 SGLANG = EngineImage("sglang", "lmsysorg/sglang", "v0.5.10")
 
 
@@ -82,6 +82,15 @@ def test_glm51_bf16_needs_two_p5en_nodes_when_allowed():
     assert (sg.layout.nodes, sg.layout.tp) == (2, 16)
     assert sg.engine_args[sg.engine_args.index("--tp-size") + 1] == "16"
     assert sg.engine_args[sg.engine_args.index("--ep-size") + 1] == "16"
+    # SGLang's static fraction leaves activations and CUDA graphs out: the cookbook's 0.85, once
+    assert sg.engine_args.count("--mem-fraction-static") == 1
+    assert sg.engine_args[sg.engine_args.index("--mem-fraction-static") + 1] == "0.85"
+
+
+def test_sglang_static_fraction_is_capped_below_the_vllm_share():
+    dep = plan(model("Qwen/Qwen2.5-7B-Instruct", "bf16", engine="sglang", max_context=32768,
+                     gpu_memory_utilization=0.92), "p5en.48xlarge")
+    assert dep.engine_args[dep.engine_args.index("--mem-fraction-static") + 1] == "0.85"
 
 
 def test_multi_node_needs_efa():

@@ -5,16 +5,11 @@ resource shapes, so `pulumi preview --policy-pack policy` will not block a shipp
 
 from __future__ import annotations
 
-import sys
-
+import llmfleet_policies as lp  # on the path from tests/conftest.py, as Pulumi runs the pack from policy/
 import pytest
 
-from tests.conftest import REPO, SHIPPED
-
-sys.path.insert(0, str(REPO / "policy"))
-import llmfleet_policies as lp  # noqa: E402
-
-from scripts.policy_check import as_policy_resources, verdicts  # noqa: E402
+from scripts.policy_check import as_policy_resources, verdicts
+from tests.conftest import SHIPPED
 
 
 @pytest.mark.parametrize("stack", SHIPPED)

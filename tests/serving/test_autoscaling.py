@@ -99,7 +99,7 @@ def test_scale_to_zero_model_wakes_on_gateway_traffic(stack_values):
     dep = dep_on(plan, "llama-3-1-8b", "l4-small")
     so = scaled(cfg, dep, wake_on_demand=True)
     demand = next(t for t in so["spec"]["triggers"] if t["name"] == "gateway-demand")
-    assert 'requested_model="llama-3-1-8b"' in demand["metadata"]["query"]
+    assert 'llmfleet_gateway_requests_total{model="llama-3-1-8b"}' in demand["metadata"]["query"]
     assert demand["metadata"]["activationThreshold"] == "0"
     assert so["spec"]["minReplicaCount"] == 0
     lws = scaled(cfg, dep, kind="LeaderWorkerSet", api_version="leaderworkerset.x-k8s.io/v1")

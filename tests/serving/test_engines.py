@@ -77,7 +77,12 @@ def test_single_node_replica_is_a_deployment_with_the_planner_arguments(prod):
         assert cmd[cmd.index(flag) + 1] == value
     assert {"--enable-prefix-caching", "--enable-chunked-prefill", "--enable-expert-parallel"} <= set(cmd)
     assert "--speculative-config.method" in cmd and "--headless" not in cmd
-    assert c["image"] == "vllm/vllm-openai:v0.19.0"
+    assert c["image"] == "vllm/vllm-openai:v0.28.0"        # >= 0.20.0: GLM-5.1 loads, tool calls + MTP
+    env = {e["name"]: e for e in c["env"]}
+    # the API server waits the planner's whole startup budget for the engine core (default 600 s)
+    assert int(env["VLLM_ENGINE_READY_TIMEOUT_S"]["value"]) == spec.dep.load.probe_seconds > 600
+    assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llm-engine-key", "key": "api-key"}
+    assert m["spec"]["template"]["metadata"]["labels"]["llm-fleet/serves"] == "api"
     assert m["spec"]["replicas"] == 1
     assert m["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}  # a whole node
 
@@ -109,7 +114,7 @@ def test_probes_budget_covers_the_load_estimate(prod):
     startup = c["startupProbe"]
     assert startup["httpGet"]["path"] == "/health"
     assert startup["failureThreshold"] * startup["periodSeconds"] >= spec.dep.load.probe_seconds
-    assert c["readinessProbe"]["httpGet"]["path"] == "/v1/models"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"       # /v1 asks for the engine key
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
 
 
@@ -205,8 +210,53 @@ def test_two_node_replica_is_a_leader_worker_set(bf16_two_nodes):
         assert c["resources"]["limits"]["vpc.amazonaws.com/efa"] == "16"       # p5en: 16 EFA interfaces
         assert c["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]
         assert {"name": "FI_PROVIDER", "value": "efa"} in c["env"]
-    svc = engines.service(spec)
-    assert svc["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    # the model's Service selects leaders (they serve the API), never headless workers
+    sel = engines.service(dep.model, "llm-fleet")["spec"]["selector"]
+    leader_labels = m["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["metadata"]["labels"]
+    worker_labels = m["spec"]["leaderWorkerTemplate"]["workerTemplate"]["metadata"]["labels"]
+    assert sel.items() <= leader_labels.items() and not sel.items() <= worker_labels.items()
+    # EKS multi-node: the AWS DLC image with aws-ofi-nccl, not the stock one
+    assert leader["image"] == worker["image"] == cfg.engines["vllm"].efa_image
+    assert "deep-learning-containers/vllm:0.28.0" in leader["image"]
+    # workers stay up while the leader drains: their preStop waits on the leader's /health
+    wait = worker["lifecycle"]["preStop"]["exec"]["command"]
+    assert wait[:2] == ["python3", "-c"] and "LWS_LEADER_ADDRESS" in wait[2] and "/health" in wait[2]
+    assert f"deadline = time.time() + {engines.drain_budget(spec)}" in wait[2]
+    assert not any(e["name"] == "VLLM_API_KEY" for e in worker["env"])
+
+
+def test_worker_prestop_outlives_a_draining_leader(tmp_path):
+    """The worker's wait, run: it returns only once the leader's /health stops answering."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), type("H", (http.server.BaseHTTPRequestHandler,), {
+        "do_GET": lambda self: (self.send_response(200), self.end_headers()), "log_message": lambda *a: None}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script = engines._WORKER_WAIT.format(budget=30, port=server.server_address[1])
+    proc = subprocess.Popen([sys.executable, "-c", script], env={"LWS_LEADER_ADDRESS": "127.0.0.1"})
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)                     # leader up: the worker keeps its GPUs in the group
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.wait(timeout=10) == 0                # leader gone: the worker may stop
+
+
+def test_stack_below_the_model_minimum_engine_is_refused(stack_values):
+    from infra.planning.sizing import SizingError
+
+    values = stack_values("prod")
+    values["llm-fleet:engines"] = {"vllm": {"version": "v0.19.0"}}
+    with pytest.raises(SizingError, match=r"engines\.vllm\.version: v0\.19\.0 .* needs vllm >= 0\.19\.1"):
+        plan_for(values)
+    values["llm-fleet:engines"] = {"vllm": {"version": "v0.19.1"}}
+    _, plan = plan_for(values)
+    args = next(d for d in plan.deployments if d.model == "glm-5-1").engine_args
+    assert "--tool-call-parser" in args and "--speculative-config.method" not in args   # MTP off before 0.20.0
 
 
 def test_sglang_multi_node_and_readiness(bf16_two_nodes, stack_values):
@@ -215,11 +265,22 @@ def test_sglang_multi_node_and_readiness(bf16_two_nodes, stack_values):
     glm = values["llm-fleet:models"][0]
     glm.update(source="zai-org/GLM-5.1", precision="bf16", maxNodesPerReplica=2, maxContext=65536, engine="sglang")
     glm["placements"] = [{"pool": "h200-spot", "replicas": {"min": 0, "max": 1}}]
+    from infra.planning.sizing import SizingError
+    with pytest.raises(SizingError, match=r"engines\.sglang\.efaImage: .*aws-ofi-nccl"):
+        plan_for(values)                     # no EFA-ready SGLang image is known for v0.5.10
+    efa = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sglang-efa:0.5.10"
+    values["llm-fleet:engines"] = {"sglang": {"efaImage": efa}}
     cfg, plan = plan_for(values)
     dep = next(d for d in plan.deployments if d.model == "glm-5-1")
     m = engines.workload(spec_of(dep, cfg))
     leader = engine(m, "leaderTemplate")
+    assert leader["image"].endswith("sglang-efa:0.5.10")
+    env = {e["name"]: e for e in leader["env"]}
+    assert env["SGLANG_ENABLE_SPEC_V2"]["value"] == "1"               # EAGLE, as the GLM-5.1 cookbook runs it
     cmd = leader["command"]
+    assert cmd[cmd.index("--mem-fraction-static") + 1] == "0.85"      # not gpuMemoryUtilization's 0.92
+    assert cmd[cmd.index("--api-key") + 1] == "$(LLMFLEET_ENGINE_API_KEY)"
+    assert env["LLMFLEET_ENGINE_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "llm-engine-key"
     assert cmd[:4] == ["python3", "-m", "sglang.launch_server", "--model-path"]
     assert cmd[cmd.index("--dist-init-addr") + 1] == "$(LWS_LEADER_ADDRESS):20000"
     assert cmd[cmd.index("--tp-size") + 1] == "16"
@@ -293,6 +354,7 @@ def test_small_replicas_share_a_node_and_surge():
     assert m["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     pdb = engines.pod_disruption_budget(spec)
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": engines.selector(spec)}}
-    assert engines.backend_url(spec) == "http://qwen2-5-7b-h100.llm-fleet.svc.cluster.local:8000/v1"
+    assert engines.backend_url("qwen2-5-7b", "llm-fleet") == "http://qwen2-5-7b-engine.llm-fleet.svc.cluster.local:8000/v1"
+    assert dep.load.method == "hub"                         # an existing cluster: weights from the hub
     assert engines.workload(spec)["spec"]["template"]["spec"]["nodeSelector"] == {
         "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}

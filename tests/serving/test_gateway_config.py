@@ -12,17 +12,21 @@ import yaml
 
 from infra.serving.gateway import (
     AUTH_HOOK_MODULE,
+    HOOKS_INSTANCE,
+    PROVIDER_API_BASE,
     PROVIDER_PREFIX,
+    STATIC_ENV,
     Backend,
     Fallback,
     GatewayConfigError,
     GatewaySpec,
+    Redis,
     Route,
     Team,
-    auth_hook_source,
     env_vars,
     litellm_config,
 )
+from infra.serving.gateway_hooks import auth_hook_source, hooks_source
 
 # importing LiteLLM makes pydantic warn about its own TypedDicts; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:.*ReadOnly.*:UserWarning")
@@ -80,7 +84,8 @@ def test_fallback_is_a_separate_deployment_wired_in_router_fallbacks():
     (fb,) = entries(config, "glm-5.1-fallback")
     assert fb["litellm_params"]["model"] == "deepinfra/zai-org/GLM-5.1"
     assert fb["litellm_params"]["api_key"] == "os.environ/DEEPINFRA_API_KEY"
-    assert "api_base" not in fb["litellm_params"], "deepinfra uses LiteLLM's default endpoint"
+    # written out (LiteLLM's own default): the config names every host the gateway may call
+    assert fb["litellm_params"]["api_base"] == PROVIDER_API_BASE["deepinfra"] == "https://api.deepinfra.com/v1/openai"
     assert config["router_settings"]["fallbacks"] == [{"glm-5.1": ["glm-5.1-fallback"]}]
     assert not entries(config, "glm-5-fallback"), "a route without fallback gets none"
 
@@ -140,7 +145,7 @@ def test_no_clear_text_key_in_config_or_hook(monkeypatch):
     secrets = {name: f"sk-secret-{name.lower()}-0123456789" for name in env_vars(SPEC)}
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
-    rendered = yaml.safe_dump(litellm_config(SPEC)) + auth_hook_source(SPEC)
+    rendered = yaml.safe_dump(litellm_config(SPEC)) + auth_hook_source(SPEC) + hooks_source(SPEC)
     for value in secrets.values():
         assert value not in rendered
     for key, value in walk(litellm_config(SPEC)):
@@ -157,7 +162,48 @@ def test_hook_source_compiles_and_names_no_unknown_team():
     source = auth_hook_source(SPEC)
     compile(source, "hook.py", "exec")
     assert "'name': 'research'" in source and "'rpm': 60" in source and "'tpm': None" in source
-    assert "glm-5.1-fallback" not in source, "a restricted team must not be able to call the paid fallback"
+    assert "glm-5.1-fallback" not in source, "no team may call the paid fallback directly"
+
+
+def test_team_without_a_model_list_gets_every_public_route_but_no_fallback():
+    source = auth_hook_source(SPEC)
+    assert "'models': ['glm-5.1', 'glm-5']" in source     # apps: no list -> the public routes only
+
+
+def test_config_keeps_the_proxy_offline_and_metrics_open():
+    config = litellm_config(SPEC)
+    settings = config["litellm_settings"]
+    assert settings["require_auth_for_metrics_endpoint"] is False
+    assert settings["disable_hf_tokenizer_download"] is True
+    assert settings["callbacks"] == ["prometheus", HOOKS_INSTANCE]
+    assert STATIC_ENV["LITELLM_LOCAL_MODEL_COST_MAP"] == "True" and STATIC_ENV["HF_HUB_OFFLINE"] == "1"
+    assert config["router_settings"]["retry_policy"] == {"ServiceUnavailableErrorRetries": 0,
+                                                         "InternalServerErrorRetries": 0}
+
+
+def test_fallback_never_model_has_no_fallback_route_and_never_teams_are_listed():
+    spec = replace(SPEC, routes=(replace(route(), private_only=True), route("glm-5", fallback=None)),
+                   teams=(Team("legal", "TEAM_LEGAL_KEY", None, None, (), private_only=True),))
+    config = litellm_config(spec)
+    assert not entries(config, "glm-5.1-fallback") and "fallbacks" not in config["router_settings"]
+    assert "DEEPINFRA_API_KEY" not in env_vars(spec), "no provider key in a gateway where nothing may leave"
+    hooks = hooks_source(spec)
+    compile(hooks, "hooks.py", "exec")
+    assert "PRIVATE_ONLY_TEAMS = frozenset(['legal'])" in hooks
+    assert "'private_only': True" in hooks
+
+
+def test_engine_key_and_redis_are_env_references():
+    spec = replace(SPEC, engine_key_env="ENGINE_KEY", redis=Redis("redis.llm-fleet.svc", 6379, "REDIS_PASSWORD"))
+    config = litellm_config(spec)
+    assert {e["litellm_params"]["api_key"] for e in entries(config, "glm-5.1")} == {"os.environ/ENGINE_KEY"}
+    redis = {"host": "redis.llm-fleet.svc", "port": 6379, "password": "os.environ/REDIS_PASSWORD"}
+    assert config["general_settings"]["coordination_redis"] == redis       # rate limits across replicas
+    rs = config["router_settings"]
+    assert (rs["redis_host"], rs["redis_port"], rs["redis_password"]) == tuple(redis.values())
+    assert {"ENGINE_KEY", "REDIS_PASSWORD"} <= set(env_vars(spec))
+    assert "redis_host" not in litellm_config(SPEC)["router_settings"], "Redis is off by default"
+    assert "coordination_redis" not in litellm_config(SPEC)["general_settings"]
 
 
 BAD = [
@@ -170,7 +216,9 @@ BAD = [
     (replace(SPEC, routes=(route(fallback=Fallback("zai", "glm-5.1", "ZAI_KEY")),)), "api_base: required"),
     (replace(SPEC, routes=(route(fallback=Fallback("bedrock", "m", "K")),)), "fallback.provider"),
     (replace(SPEC, routes=(route(fallback=Fallback("deepinfra", "m", "lower-case")),)), "api_key_env"),
-    (replace(SPEC, routes=(route(fallback=Fallback("deepinfra", "m", "LITELLM_MASTER_KEY")),)), "master key"),
+    (replace(SPEC, routes=(route(fallback=Fallback("deepinfra", "m", "LITELLM_MASTER_KEY")),)), "master_key_env"),
+    (replace(SPEC, engine_key_env="LITELLM_MASTER_KEY"), "engine_key_env"),
+    (replace(SPEC, redis=Redis("", 6379)), "gateway.redis.host"),
     (replace(SPEC, routes=(route(timeout=0),)), "timeout_seconds"),
     (replace(SPEC, routes=(route(stream_timeout=-5),)), "stream_timeout_seconds"),
     (replace(SPEC, num_retries=-1), "num_retries"),
@@ -188,7 +236,7 @@ BAD = [
 
 @pytest.mark.parametrize(("spec", "message"), BAD, ids=[m for _, m in BAD])
 def test_bad_specs_are_refused_with_a_message_naming_the_problem(spec, message):
-    for produce in (litellm_config, env_vars, auth_hook_source):
+    for produce in (litellm_config, env_vars, auth_hook_source, hooks_source):
         with pytest.raises(GatewayConfigError, match=re.escape(message)):
             produce(spec)
 

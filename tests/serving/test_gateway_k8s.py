@@ -26,24 +26,43 @@ def prod_cfg(stack_values, edit=None):
 
 
 def backends(cfg):
-    return {m.name: [(f"http://{m.name}-{p.pool}.llm-fleet.svc.cluster.local:8000/v1", m.name) for p in m.placements]
-            for m in cfg.models}
+    return {m.name: (f"http://{m.name}-engine.llm-fleet.svc.cluster.local:8000/v1", m.name) for m in cfg.models}
 
 
-def test_spec_routes_every_model_to_its_services_with_fallback_and_teams(stack_values):
+def test_spec_routes_every_model_to_its_one_service_with_fallback_and_teams(stack_values):
     cfg = prod_cfg(stack_values)
-    spec, refs = gk.gateway_spec(cfg, backends(cfg))
+    spec, refs = gk.gateway_spec(cfg, backends(cfg), {"glm-5-1": 1500})
     glm = next(r for r in spec.routes if r.model == "glm-5-1")
-    assert [b.url for b in glm.backends] == [f"http://glm-5-1-{p}.llm-fleet.svc.cluster.local:8000/v1"
-                                             for p in ("h200-base", "h200-spot", "h200-peak")]
+    assert [b.url for b in glm.backends] == ["http://glm-5-1-engine.llm-fleet.svc.cluster.local:8000/v1"]
     assert glm.fallback == gw.Fallback("deepinfra", "zai-org/GLM-5.1", "FALLBACK_GLM_5_1_API_KEY", None)
-    assert glm.timeout_seconds == 600 and glm.stream_timeout_seconds == 120
+    assert glm.timeout_seconds == 600 and glm.stream_timeout_seconds == 120 and glm.cold_start_seconds == 1500
     assert next(r for r in spec.routes if r.model == "qwen2-5-7b").fallback is None
     teams = {t.name: t for t in spec.teams}
     assert teams["risk"].rpm == 600 and teams["risk"].tpm == 2_000_000 and teams["research"].models == ("qwen2-5-7b",)
+    assert teams["legal"].private_only and not teams["risk"].private_only
     assert refs["LITELLM_MASTER_KEY"] == SecretRef(secrets_manager_arn=ARN + "gateway-master-key")
-    assert set(refs) == {"LITELLM_MASTER_KEY", "FALLBACK_GLM_5_1_API_KEY", "TEAM_RISK_API_KEY", "TEAM_RESEARCH_API_KEY"}
-    assert spec.num_retries == 1 and spec.request_timeout_seconds == 600
+    assert set(refs) == {"LITELLM_MASTER_KEY", "LLMFLEET_ENGINE_API_KEY", "FALLBACK_GLM_5_1_API_KEY",
+                         "TEAM_RISK_API_KEY", "TEAM_RESEARCH_API_KEY", "TEAM_LEGAL_API_KEY"}
+    assert spec.num_retries == 1 and spec.request_timeout_seconds == 600 and spec.redis is None
+
+
+def test_model_fallback_never_wins_over_its_fallback_list(stack_values):
+    def never(values):
+        values["llm-fleet:models"][0]["fallback"] = "never"
+    cfg = prod_cfg(stack_values, never)
+    spec, refs = gk.gateway_spec(cfg, backends(cfg))
+    glm = next(r for r in spec.routes if r.model == "glm-5-1")
+    assert glm.fallback is None and glm.private_only
+    assert "FALLBACK_GLM_5_1_API_KEY" not in refs, "no provider key reaches a gateway that may not use it"
+
+
+def test_redis_rate_limits_are_opt_in(stack_values):
+    def redis(values):
+        values["llm-fleet:gateway"]["redis"] = {"host": "redis.cache.svc", "password": {"secretsManager": ARN + "r"}}
+    cfg = prod_cfg(stack_values, redis)
+    spec, refs = gk.gateway_spec(cfg, backends(cfg))
+    assert spec.redis == gw.Redis("redis.cache.svc", 6379, "LLMFLEET_REDIS_PASSWORD")
+    assert refs["LLMFLEET_REDIS_PASSWORD"] == SecretRef(secrets_manager_arn=ARN + "r")
 
 
 def test_config_files_hold_references_not_keys(stack_values):
@@ -51,11 +70,11 @@ def test_config_files_hold_references_not_keys(stack_values):
     spec, _ = gk.gateway_spec(cfg, backends(cfg))
     files = gk.config_files(spec)
     config = yaml.safe_load(files["config.yaml"])
-    assert config["litellm_settings"]["callbacks"] == ["prometheus"]
+    assert config["litellm_settings"]["callbacks"] == ["prometheus", gw.HOOKS_INSTANCE]
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
     assert config["router_settings"]["fallbacks"] == [{"glm-5-1": ["glm-5-1-fallback"]}]
     assert all(p["litellm_params"]["merge_reasoning_content_in_choices"] is False for p in config["model_list"])
-    assert gw.AUTH_HOOK_FILE in files and "arn:aws" not in json.dumps(files)
+    assert {gw.AUTH_HOOK_FILE, gw.HOOKS_FILE} <= set(files) and "arn:aws" not in json.dumps(files)
 
 
 def test_key_sources_by_cluster_kind():
@@ -155,12 +174,13 @@ def test_rendered_pulumi_secret_keys_stay_secret(tmp_path_factory):
                   if r["type"] == "kubernetes:core/v1:Secret" and r["name"] == "serving-llm-gateway-keys")
     assert secret["inputs"]["stringData"] == MASK          # the whole map is a Pulumi secret
     assert "bm90LXJlYWw" not in json.dumps(records)         # the ciphertext never reaches a manifest
-    es = next(r for r in records if r["type"] == "kubernetes:external-secrets.io/v1:ExternalSecret")
+    es = next(r for r in records if r["name"] == "serving-gateway-keys-aws")
     keys = {d["secretKey"] for d in es["inputs"]["spec"]["data"]}
-    assert keys == {"FALLBACK_GLM_5_1_API_KEY", "TEAM_RESEARCH_API_KEY"}
+    assert keys == {"FALLBACK_GLM_5_1_API_KEY", "TEAM_RESEARCH_API_KEY", "TEAM_LEGAL_API_KEY"}
     gateway = next(r for r in records if r["name"] == "serving-gateway")
     env = gateway["inputs"]["spec"]["template"]["spec"]["containers"][0]["env"]
     keyed = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e}
     assert keyed == {"LITELLM_MASTER_KEY": gk.KEYS_SECRET, "TEAM_RISK_API_KEY": gk.KEYS_SECRET,
-                     "FALLBACK_GLM_5_1_API_KEY": gk.AWS_KEYS_SECRET, "TEAM_RESEARCH_API_KEY": gk.AWS_KEYS_SECRET}
+                     "FALLBACK_GLM_5_1_API_KEY": gk.AWS_KEYS_SECRET, "TEAM_RESEARCH_API_KEY": gk.AWS_KEYS_SECRET,
+                     "TEAM_LEGAL_API_KEY": gk.AWS_KEYS_SECRET, "LLMFLEET_ENGINE_API_KEY": "llm-engine-key"}
     assert all("value" not in e for e in env if e["name"] in keyed)

@@ -1,9 +1,12 @@
-"""The real LiteLLM proxy (pinned in pyproject) run with the config and auth hook we generate,
-in front of fake engines on loopback: auth, team limits, fallback, streaming with reasoning.
+"""The real LiteLLM proxy (pinned in pyproject) started from the files the program renders for the
+shipped prod and staging stacks: the gateway ConfigMap (config.yaml and the two hook modules), the
+container's args and its env (plain values as rendered, each Secret-backed variable given a test value).
 
-One proxy for the module (startup dominates: ~8 s on 2 cores). Nothing leaves 127.0.0.1: the
-upstreams are local, the cost map is the bundled one, and any other HTTP(S) call is sent to a
-closed local port through the proxy env vars, so it fails instead of reaching the internet.
+The only change made to the rendered config is the address of each upstream: every `api_base` (the
+models' engine Services, the fallback provider) becomes a fake engine on loopback, and the test checks
+that no other target is left. Outbound HTTP(S) goes through HTTP_PROXY / HTTPS_PROXY to a loopback trap
+that records and drops every connection: any attempt, or an error answer slower than 2 s, fails.
+One proxy per stack for the module (startup dominates: ~6-10 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -11,178 +14,76 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import json
-import os
-import shutil
-import socket
 import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
-from infra.serving.gateway import (
-    AUTH_HOOK_FILE,
-    STATIC_ENV,
-    Backend,
-    Fallback,
-    GatewaySpec,
-    Route,
-    Team,
-    auth_hook_source,
-    env_vars,
-    litellm_config,
-)
+from infra.serving import gateway_k8s
+from infra.serving.gateway import DEMAND_METRIC, FALLBACK_SUFFIX
+from infra.serving.monitoring import GATEWAY_METRICS_PATH
 
-from .upstream import Upstream
+from .live_gateway import (
+    REQUEST_TIMEOUT_SECONDS,
+    EgressTrap,
+    Gateway,
+    auth_headers,
+    free_port,
+    litellm_cli,
+    log_tail,
+    point_upstreams_at_loopback,
+    proxy_args,
+    proxy_env,
+    rendered_gateway,
+    wait_until_live,
+)
+from .upstream import GATE_TIMEOUT, REASONING_PARTS, Upstream
 
 if importlib.util.find_spec("litellm") is None:  # checked without importing it into this process
     pytest.skip("litellm[proxy] is a dev dependency", allow_module_level=True)
 
-STARTUP_DEADLINE_SECONDS = 120
-REQUEST_TIMEOUT_SECONDS = 30
-KEYS = {
-    "LITELLM_MASTER_KEY": "sk-live-test-master",
-    "FALLBACK_API_KEY": "fallback-provider-key",
-    "TEAM_ALPHA_KEY": "sk-live-test-alpha",
-    "TEAM_TIGHT_KEY": "sk-live-test-tight",
-}
-MASTER, ALPHA, TIGHT = KEYS["LITELLM_MASTER_KEY"], KEYS["TEAM_ALPHA_KEY"], KEYS["TEAM_TIGHT_KEY"]
+ERROR_DEADLINE_SECONDS = 2.0       # issue 17: an error answer must not wait on a blocked outbound call
+# per stack: (a model with a managed fallback, a model without one); llama-3-1-8b is a name LiteLLM
+# picks a Hugging Face tokenizer for, which it used to download on the error path
+BIG = {"prod": ("glm-5-1", "qwen2-5-7b"), "staging": ("glm-5-1", "llama-3-1-8b")}
 
 
-@dataclass
-class Gateway:
-    port: int
-    private: Upstream  # engine behind "glm-5.1" (mode switched by tests)
-    cold: Upstream  # engine behind "glm-5" (stopped by the scale-to-zero test)
-    fallback: Upstream  # plays the managed API behind both routes
-    startup_seconds: float
-
-    def call(self, method: str, path: str, body: dict | None = None, key: str | None = None):
-        """Send one request; returns (status, headers, parsed JSON or text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT_SECONDS)
-        try:
-            conn.request(method, path, body=None if body is None else json.dumps(body), headers=_headers(key))
-            resp = conn.getresponse()
-            raw = resp.read().decode()
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload = raw
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload
-        finally:
-            conn.close()
-
-    def chat(self, model: str, key: str | None, **extra):
-        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
-        return self.call("POST", "/v1/chat/completions", body, key)
-
-
-def _headers(key: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    return headers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _proxy_env(home: Path) -> dict[str, str]:
-    """A clean environment: nothing of the developer's (no real provider keys, no DATABASE_URL)."""
-    closed = f"http://127.0.0.1:{_free_port()}"
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        **STATIC_ENV,
-        "LITELLM_TELEMETRY": "False",  # a no-op in 1.106 (telemetry was removed); kept for older pins
-        "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
-        "HTTP_PROXY": closed,
-        "HTTPS_PROXY": closed,
-        "ALL_PROXY": closed,
-        "NO_PROXY": "127.0.0.1,localhost",
-        **KEYS,
-    }
-
-
-def _litellm_cli() -> str:
-    cli = Path(sys.executable).with_name("litellm")
-    found = str(cli) if cli.exists() else shutil.which("litellm")
-    if found is None:
-        pytest.fail("the litellm CLI is not installed next to this Python (pip install 'litellm[proxy]')")
-    return found
-
-
-def _log_tail(log: Path, lines: int = 60) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
-
-
-def _wait_until_live(proc: subprocess.Popen, port: int, log: Path) -> float:
-    start = time.monotonic()
-    deadline = start + STARTUP_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"litellm exited with {proc.returncode} during startup:\n{_log_tail(log)}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health/liveliness")
-            if conn.getresponse().status == 200:
-                return time.monotonic() - start
-        except OSError:
-            pass
-        finally:
-            conn.close()
-        time.sleep(0.25)
-    pytest.fail(f"litellm not live after {STARTUP_DEADLINE_SECONDS} s:\n{_log_tail(log)}")
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory) -> Iterator[Gateway]:
-    workdir = tmp_path_factory.mktemp("gateway")
-    private = Upstream("private", "glm-5.1-fp8", chunk_delay_seconds=0.1).start()
-    cold = Upstream("cold", "glm-5-fp8").start()
-    fallback = Upstream("fallback", "zai-org/GLM-5.1").start()
-    spec = GatewaySpec(
-        routes=(
-            Route("glm-5.1", (Backend(private.base_url, private.served_model),),
-                  Fallback("openai-compatible", fallback.served_model, "FALLBACK_API_KEY", fallback.base_url),
-                  timeout_seconds=2, stream_timeout_seconds=2),
-            Route("glm-5", (Backend(cold.base_url, cold.served_model),),
-                  Fallback("openai-compatible", fallback.served_model, "FALLBACK_API_KEY", fallback.base_url),
-                  timeout_seconds=5, stream_timeout_seconds=5),
-        ),
-        teams=(
-            Team("alpha", "TEAM_ALPHA_KEY", rpm=1000, tpm=None, models=("glm-5.1",)),
-            Team("tight", "TEAM_TIGHT_KEY", rpm=2, tpm=None, models=()),
-        ),
-        num_retries=1,
-        request_timeout_seconds=30,
-    )
-    assert set(env_vars(spec)) == set(KEYS), "the test must provide exactly the env the config asks for"
-    config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(litellm_config(spec), sort_keys=False))
-    (workdir / AUTH_HOOK_FILE).write_text(auth_hook_source(spec))
-    port = _free_port()
+@pytest.fixture(scope="module", params=["prod", "staging"])
+def gateway(request, tmp_path_factory) -> Iterator[Gateway]:
+    stack = request.param
+    workdir = tmp_path_factory.mktemp(f"gateway-{stack}")
+    files, container = rendered_gateway(stack)
+    config = yaml.safe_load(files["config.yaml"])
+    models = [e["model_name"] for e in config["model_list"] if not e["model_name"].endswith(FALLBACK_SUFFIX)]
+    engines = {m: Upstream(m, m, chunk_delay_seconds=0.01).start() for m in models}
+    provider = Upstream("provider", "zai-org/GLM-5.1", chunk_delay_seconds=0.01).start()
+    point_upstreams_at_loopback(config, engines, provider)
+    for name, text in files.items():
+        (workdir / name).write_text(yaml.safe_dump(config, sort_keys=False) if name == "config.yaml" else text)
+    trap = EgressTrap()
+    env, keys = proxy_env(container, trap, workdir)
+    port = free_port()
     log = workdir / "litellm.log"
     proc = None
     try:
         with log.open("w") as out:
-            proc = subprocess.Popen(
-                [_litellm_cli(), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                 "--num_workers", "1"],
-                cwd=workdir, env=_proxy_env(workdir), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        startup = _wait_until_live(proc, port, log)
-        print(f"\nlitellm proxy live after {startup:.1f} s")
-        yield Gateway(port, private, cold, fallback, startup)
+            proc = subprocess.Popen([litellm_cli(), *proxy_args(container, workdir / "config.yaml", port)],
+                                    cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        startup = wait_until_live(proc, port, log)
+        print(f"\nlitellm proxy ({stack}) live after {startup:.1f} s")
+        teams = {k.removeprefix("TEAM_").removesuffix("_API_KEY").lower().replace("_", "-"): v
+                 for k, v in keys.items() if k.startswith("TEAM_")}
+        gw = Gateway(stack, port, config, keys, engines, provider, trap, startup, log, teams)
+        # the first request after start pays LiteLLM's lazy imports (~2 s on 2 busy cores), whatever
+        # it is: one per model first, so the 2 s bound below times the error path, not the warm-up
+        for model in models:
+            assert gw.chat(model, gw.master)[0] == 200, log_tail(log)
+        yield gw
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -191,141 +92,174 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        for upstream in (private, cold, fallback):
+        for upstream in (*engines.values(), provider):
             upstream.stop()
+        trap.close()
 
 
 @pytest.fixture
-def private_mode(gateway):
-    """Set the private engine's behaviour for one test, restored afterwards."""
-    def set_mode(mode: str) -> None:
-        gateway.private.mode = mode
+def prod(gateway) -> Gateway:
+    if gateway.stack != "prod":
+        pytest.skip("the shipped staging stack has no team keys")
+    return gateway
+
+
+@pytest.fixture
+def engine_mode(gateway):
+    """Set a model engine's behaviour for one test, restored afterwards; "down" closes its port for the
+    rest of the module (a Service with no Ready endpoint)."""
+    changed: list[Upstream] = []
+
+    def set_mode(model: str, mode: str) -> None:
+        changed.append(gateway.engines[model])
+        if mode == "down":
+            gateway.engines[model].stop()
+        else:
+            gateway.engines[model].mode = mode
     yield set_mode
-    gateway.private.mode = "ok"
+    for upstream in changed:
+        upstream.mode = "ok"
 
 
 def _text(payload: dict) -> str:
     return payload["choices"][0]["message"]["content"]
 
 
-# 1. keys that may pass reach the private engine
+def _served_by(payload: dict) -> str:
+    return _text(payload).rsplit(" ", 1)[-1]
 
 
-def test_master_key_reaches_private_engine(gateway):
-    before = len(gateway.private.chat_requests())
-    status, headers, payload = gateway.chat("glm-5.1", MASTER)
-    assert status == 200, payload
-    assert _text(payload) == "Hello from upstream private"
-    assert payload["choices"][0]["message"]["reasoning_content"] == "Thinking about it."
-    assert headers["x-litellm-attempted-fallbacks"] == "0"
-    seen = gateway.private.chat_requests()[before:]
-    assert len(seen) == 1
-    assert seen[0].body["model"] == "glm-5.1-fp8", "the engine gets its served model name"
-    assert seen[0].headers.get("authorization") == "Bearer none", "no real key goes to the engine"
+# 1. keys
 
 
-def test_team_key_reaches_private_engine(gateway):
-    before = len(gateway.private.chat_requests())
-    status, _, payload = gateway.chat("glm-5.1", ALPHA, chat_template_kwargs={"enable_thinking": False})
-    assert status == 200, payload
-    assert _text(payload) == "Hello from upstream private"
-    (seen,) = gateway.private.chat_requests()[before:]
-    # engine-specific fields (GLM's thinking switch) pass through untouched
-    assert seen.body["chat_template_kwargs"] == {"enable_thinking": False}
-
-
-def test_team_key_is_limited_to_its_models(gateway):
-    status, _, payload = gateway.chat("glm-5", ALPHA)
-    assert status == 403, payload
-    status, _, payload = gateway.chat("glm-5.1-fallback", ALPHA)
-    assert status == 403, "a restricted team must not call the paid fallback directly"
-
-
-def test_team_key_rate_limit_is_enforced(gateway):
-    statuses = [gateway.chat("glm-5.1", TIGHT)[0] for _ in range(3)]
-    assert statuses == [200, 200, 429]
-
-
-def test_team_key_is_for_inference_only(gateway):
-    status, _, payload = gateway.call("GET", "/v1/models", key=ALPHA)
-    assert status == 200 and "glm-5.1" in {m["id"] for m in payload["data"]}
-    assert gateway.call("POST", "/key/generate", {"models": []}, ALPHA)[0] == 403
-
-
-# 2. no key, wrong key
-
-
-@pytest.mark.parametrize("key", [None, "", "sk-wrong", "not-even-sk", MASTER + "x"])
+@pytest.mark.parametrize("key", [None, "", "sk-wrong", "test-litellm-master-keyx"])
 def test_missing_or_wrong_key_is_401(gateway, key):
-    before = len(gateway.private.chat_requests())
-    status, _, payload = gateway.chat("glm-5.1", key)
+    big = BIG[gateway.stack][0]
+    before = len(gateway.engines[big].chat_requests())
+    status, _, payload = gateway.chat(big, key)
     assert status == 401, payload
-    assert len(gateway.private.chat_requests()) == before, "a refused request must not reach the engine"
-
-
-def test_model_list_needs_a_key(gateway):
+    assert len(gateway.engines[big].chat_requests()) == before, "a refused request must not reach the engine"
     assert gateway.call("GET", "/v1/models")[0] == 401
-    status, _, payload = gateway.call("GET", "/v1/models", key=MASTER)
-    assert status == 200 and {m["id"] for m in payload["data"]} >= {"glm-5.1", "glm-5"}
 
 
-# 3. private engine unavailable -> managed fallback answers
+def test_model_not_allowed_is_403(prod):
+    big, small = BIG["prod"]
+    assert prod.chat(big, prod.teams["research"])[0] == 403          # research: models [qwen2-5-7b]
+    assert prod.chat(small, prod.teams["research"])[0] == 200
+    # the paid fallback is the router's to call, never a team's, with or without a model list
+    for team in ("research", "risk", "legal"):
+        status, _, payload = prod.chat(big + FALLBACK_SUFFIX, prod.teams[team])
+        assert status == 403, (team, payload)
+    assert prod.call("POST", "/key/generate", {"models": []}, prod.teams["risk"])[0] == 403
 
 
-def _assert_fallback_answered(gateway, headers, payload, fallback_group: str, fb_before: int) -> None:
-    assert headers["x-litellm-attempted-fallbacks"] == "1"
-    assert headers["x-litellm-model-group"] == fallback_group
-    assert _text(payload) == "Hello from upstream fallback"
-    seen = gateway.fallback.chat_requests()[fb_before:]
-    assert seen, "the fallback upstream saw nothing"
-    assert seen[-1].body["model"] == "zai-org/GLM-5.1"
-    assert seen[-1].headers.get("authorization") == "Bearer fallback-provider-key"
-
-
-def test_scaled_to_zero_falls_back(gateway):
-    # first the private engine answers, then its port closes (no replicas)
-    status, _, payload = gateway.chat("glm-5", MASTER)
-    assert status == 200 and _text(payload) == "Hello from upstream cold"
-    gateway.cold.stop()
-    cold_before, fb_before = len(gateway.cold.chat_requests()), len(gateway.fallback.chat_requests())
-    status, headers, payload = gateway.chat("glm-5", MASTER)
+def test_engines_get_the_engine_key_and_fields_pass_through(gateway):
+    big = BIG[gateway.stack][0]
+    status, _, payload = gateway.chat(big, gateway.master, chat_template_kwargs={"enable_thinking": False})
     assert status == 200, payload
-    _assert_fallback_answered(gateway, headers, payload, "glm-5-fallback", fb_before)
-    assert len(gateway.cold.chat_requests()) == cold_before
+    assert payload["choices"][0]["message"]["reasoning_content"] == "Thinking about it."
+    seen = gateway.engines[big].chat_requests()[-1]
+    assert seen.headers["authorization"] == f"Bearer {gateway.keys['LLMFLEET_ENGINE_API_KEY']}"
+    assert seen.body["model"] == big and seen.body["chat_template_kwargs"] == {"enable_thinking": False}
 
 
-def test_unavailable_engine_falls_back_for_a_team_key(gateway, private_mode):
-    private_mode("unavailable")  # 503, as while the engine loads its weights
-    fb_before = len(gateway.fallback.chat_requests())
-    status, headers, payload = gateway.chat("glm-5.1", ALPHA)
+# 2. routing: private first, the fallback only when no replica answers
+
+
+def test_one_private_backend_per_model_and_no_fallback_while_it_is_ready(gateway):
+    big = BIG[gateway.stack][0]
+    private = [e for e in gateway.config["model_list"] if e["model_name"] == big]
+    assert len(private) == 1, "one Service per model: its placements at zero are never picked"
+    fb_before = len(gateway.provider.chat_requests())
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: gateway.chat(big, gateway.master), range(12)))
+    assert [a[0] for a in answers] == [200] * 12
+    assert {_served_by(a[2]) for a in answers} == {big}
+    assert {a[1]["x-litellm-attempted-fallbacks"] for a in answers} == {"0"}
+    assert len(gateway.provider.chat_requests()) == fb_before
+
+
+def test_falls_back_when_no_replica_answers_and_counts_demand_under_the_model(gateway, engine_mode):
+    big = BIG[gateway.stack][0]
+    before = gateway.demand().get(big, 0.0)
+    engine_mode(big, "unavailable")            # 503, as while every replica loads
+    status, headers, payload = gateway.chat(big, gateway.master)
     assert status == 200, payload
-    _assert_fallback_answered(gateway, headers, payload, "glm-5.1-fallback", fb_before)
+    assert headers["x-litellm-model-group"] == big + FALLBACK_SUFFIX
+    assert _served_by(payload) == "provider"
+    seen = gateway.provider.chat_requests()[-1]
+    assert seen.headers["authorization"] == f"Bearer {gateway.keys[gateway_k8s.env_name('FALLBACK', big)]}"
+    after = gateway.demand()
+    assert after[big] == before + 1, after
+    assert big + FALLBACK_SUFFIX not in after
 
 
-def test_engine_timeout_falls_back(gateway, private_mode):
-    private_mode("hang")  # answers after 5 s; the route's timeout is 2 s
-    fb_before = len(gateway.fallback.chat_requests())
+def test_fallback_never_team_gets_503_not_a_leak(prod, engine_mode):
+    big = BIG["prod"][0]
+    engine_mode(big, "unavailable")
+    fb_before = len(prod.provider.chat_requests())
     start = time.monotonic()
-    status, headers, payload = gateway.chat("glm-5.1", MASTER)
-    assert status == 200, payload
-    _assert_fallback_answered(gateway, headers, payload, "glm-5.1-fallback", fb_before)
-    assert time.monotonic() - start < REQUEST_TIMEOUT_SECONDS
+    status, headers, payload = prod.chat(big, prod.teams["legal"])
+    assert time.monotonic() - start < ERROR_DEADLINE_SECONDS
+    assert status == 503, payload
+    assert headers["retry-after"] == "60"
+    assert "may not leave the cluster" in payload["error"]["message"]
+    assert len(prod.provider.chat_requests()) == fb_before, "a fallback: never team reached the provider"
+    # the same moment, a team that may leave is served by the fallback
+    assert prod.chat(big, prod.teams["risk"])[0] == 200
 
 
-# 4. streaming: several chunks, arriving over time, reasoning_content intact
+def test_model_at_zero_without_fallback_is_503_scaling_up_fast(gateway, engine_mode):
+    small = BIG[gateway.stack][1]
+    engine_mode(small, "down")                 # connection refused: no Ready endpoint behind the Service
+    start = time.monotonic()
+    status, headers, payload = gateway.chat(small, gateway.master)
+    elapsed = time.monotonic() - start
+    assert status == 503, payload
+    assert headers["retry-after"] == "60"
+    assert f"{small} is scaling up" in payload["error"]["message"]
+    assert elapsed < ERROR_DEADLINE_SECONDS, f"the error took {elapsed:.1f} s"
 
 
-def _stream(gateway: Gateway, model: str, key: str) -> tuple[int, dict, list[tuple[float, dict]], bool]:
+# 3. metrics and demand
+
+
+def test_metrics_need_no_key_and_show_litellm_series(gateway):
+    """What the ServiceMonitor scrapes, without a key (LiteLLM 1.106 asks for one by default: 401)."""
+    status, _, text = gateway.call("GET", GATEWAY_METRICS_PATH)
+    assert status == 200, text
+    assert "litellm_proxy_total_requests_metric_total" in text
+    assert DEMAND_METRIC in text
+
+
+def test_only_authenticated_requests_count_as_demand(gateway):
+    big = BIG[gateway.stack][0]
+    before = gateway.demand()
+    for i in range(50):
+        assert gateway.chat(big, None if i % 2 else f"garbage-{i}")[0] == 401
+    assert gateway.demand() == before, "keyless requests moved the demand series"
+    for _ in range(5):
+        assert gateway.chat(big, gateway.master)[0] == 200
+    after = gateway.demand()
+    assert after[big] == before.get(big, 0.0) + 5
+
+
+# 4. streaming
+
+
+def test_stream_arrives_in_chunks_in_order(gateway):
+    big = BIG[gateway.stack][0]
+    engine = gateway.engines[big]
+    engine.gate = threading.Event()
     conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=REQUEST_TIMEOUT_SECONDS)
-    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": big, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     try:
-        conn.request("POST", "/v1/chat/completions", body=json.dumps(body), headers=_headers(key))
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body), headers=auth_headers(gateway.master))
         resp = conn.getresponse()
-        headers = {k.lower(): v for k, v in resp.getheaders()}
-        events: list[tuple[float, dict]] = []
-        done = False
+        assert resp.status == 200 and resp.getheader("content-type").startswith("text/event-stream")
+        deltas, done = [], False
         while not done:
-            line = resp.readline()  # read as the proxy sends, not after the end
+            line = resp.readline()
             if not line:
                 break
             line = line.decode().strip()
@@ -334,35 +268,25 @@ def _stream(gateway: Gateway, model: str, key: str) -> tuple[int, dict, list[tup
             data = line.removeprefix("data:").strip()
             if data == "[DONE]":
                 done = True
-            else:
-                events.append((time.monotonic(), json.loads(data)))
-        return resp.status, headers, events, done
+                continue
+            choices = json.loads(data).get("choices") or [{}]
+            delta = choices[0].get("delta") or {}
+            for field_name in ("reasoning_content", "content"):
+                if delta.get(field_name):
+                    deltas.append((field_name, delta[field_name]))
+            if len([d for d in deltas if d[0] == "reasoning_content"]) == len(REASONING_PARTS):
+                engine.gate.set()    # the engine holds the rest until the client has these chunks
     finally:
+        engine.gate = None
         conn.close()
-
-
-def _joined(events, field: str) -> str:
-    return "".join(e["choices"][0]["delta"].get(field) or "" for _, e in events if e.get("choices"))
-
-
-def test_stream_arrives_in_chunks_with_reasoning(gateway):
-    status, headers, events, done = _stream(gateway, "glm-5.1", MASTER)
-    assert status == 200 and headers["content-type"].startswith("text/event-stream")
     assert done, "stream ended without [DONE]"
-    assert len(events) > 1
-    assert _joined(events, "reasoning_content") == "Thinking about it."
-    assert _joined(events, "content") == "Hello from upstream private"
-    # the engine sends 9 chunks 100 ms apart: a proxy that passes them on as they come spreads
-    # them over ~0.8 s, one that buffers the answer delivers them at once
-    assert events[-1][0] - events[0][0] > 0.4
+    assert GATE_TIMEOUT not in "".join(t for _, t in deltas), "the proxy buffered the stream"
+    assert deltas == [("reasoning_content", p) for p in REASONING_PARTS] + [
+        ("content", p) for p in ("Hello", " from", " upstream", f" {big}")]
 
 
-def test_stream_falls_back_when_first_chunk_is_late(gateway, private_mode):
-    private_mode("hang")  # nothing within the route's 2 s stream_timeout
-    fb_before = len(gateway.fallback.chat_requests())
-    status, headers, events, done = _stream(gateway, "glm-5.1", MASTER)
-    assert status == 200 and done
-    assert headers["x-litellm-model-group"] == "glm-5.1-fallback"
-    assert _joined(events, "content") == "Hello from upstream fallback"
-    assert _joined(events, "reasoning_content") == "Thinking about it."
-    assert len(gateway.fallback.chat_requests()) > fb_before
+# 5. nothing left the machine (runs last for each stack)
+
+
+def test_no_outbound_connection_was_attempted(gateway):
+    assert gateway.trap.attempts == [], f"the proxy tried to reach the internet: {gateway.trap.attempts}"

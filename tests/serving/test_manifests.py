@@ -86,7 +86,9 @@ def crd_schemas() -> dict[tuple[str, str], dict]:
 
 
 def is_core(obj: dict) -> bool:
-    return (obj["apiVersion"], obj["kind"]) not in crd_schemas() and "." not in obj["apiVersion"].split("/")[0]
+    """Built into the API server: the legacy groups and the *.k8s.io ones (networking.k8s.io, ...)."""
+    group = obj["apiVersion"].split("/")[0]
+    return (obj["apiVersion"], obj["kind"]) not in crd_schemas() and ("." not in group or group.endswith(".k8s.io"))
 
 
 def validate(obj: dict, version: str) -> None:
@@ -127,7 +129,8 @@ def test_the_serving_kinds_are_all_covered():
                      ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
                      ("external-secrets.io/v1", "ExternalSecret"), ("external-secrets.io/v1", "SecretStore"),
                      ("generators.external-secrets.io/v1alpha1", "Password"), ("apps/v1", "Deployment"),
-                     ("policy/v1", "PodDisruptionBudget"), ("v1", "Service"), ("v1", "ConfigMap")):
+                     ("policy/v1", "PodDisruptionBudget"), ("v1", "Service"), ("v1", "ConfigMap"),
+                     ("networking.k8s.io/v1", "NetworkPolicy")):
         assert expected in kinds, expected
 
 
@@ -154,11 +157,11 @@ def test_a_leader_worker_set_validates(stack_values):
     lws = engines.workload(spec)
     assert lws["kind"] == "LeaderWorkerSet"
     validate(lws, "1.33")
-    from policy import llmfleet_policies as pol
+    import llmfleet_policies as pol
 
     res = {"type": "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet", "name": "lws", "props": lws}
     assert pol.check_engine_pods(res) == [] and pol.check_images_pinned(res) == []
-    validate(engines.service(spec), "1.33")
+    validate(engines.service(dep.model, "llm-fleet"), "1.33")
     validate(engines.pod_disruption_budget(spec), "1.33")
 
 
@@ -242,8 +245,13 @@ def test_each_placement_renders_an_engine_scaler_and_route(stack):
         probe = c["startupProbe"]
         assert probe["failureThreshold"] * probe["periodSeconds"] >= dep.load.probe_seconds
         assert workload["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
-        assert ("Service", name) in by_name and ("PodDisruptionBudget", name) in by_name
-        assert (dep.model, f"http://{name}.llm-fleet.svc.cluster.local:8000/v1") in routes
+        assert ("PodDisruptionBudget", name) in by_name
+        # one Service per model over all its placements, and the gateway's one private route to it
+        svc = by_name[("Service", f"{dep.model}-engine")]
+        assert svc["spec"]["selector"].items() <= tpl["metadata"]["labels"].items()
+        assert (dep.model, f"http://{dep.model}-engine.llm-fleet.svc.cluster.local:8000/v1") in routes
+        assert [r for r in routes if r[0] == dep.model] == [(dep.model, f"http://{dep.model}-engine.llm-fleet.svc"
+                                                                        ".cluster.local:8000/v1")]
         schedule = plan.schedule(dep.pool)             # the schedule the planner settled (gaps merged)
         scaler = by_name.get(("ScaledObject", name))
         if schedule is not None:
@@ -259,7 +267,7 @@ def test_each_placement_renders_an_engine_scaler_and_route(stack):
 @pytest.mark.parametrize("stack", STACKS)
 def test_rendered_serving_objects_pass_the_policy_pack(stack):
     """The checks of policy/llmfleet_policies.py that judge Kubernetes objects, on what this stack renders."""
-    from policy import llmfleet_policies as pol
+    import llmfleet_policies as pol
 
     problems = []
     for r in rendered(stack):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REASONING_PARTS = ("Thinking", " about", " it.")
+GATE_TIMEOUT = "[gate timed out: the client had not seen the first chunks]"
 CONTENT_PARTS = ("Hello", " from", " upstream")
 
 
@@ -38,6 +39,11 @@ class Upstream:
     # hang_seconds before answering, like an overloaded engine.
     mode: str = "ok"
     hang_seconds: float = 5.0
+    # streaming: after the role and reasoning chunks, wait for this event before sending the rest; a
+    # proxy that buffers the answer never lets the client see those chunks, so the wait times out and
+    # the upstream sends GATE_TIMEOUT as content (a test asserts on order, not on wall-clock time)
+    gate: threading.Event | None = None
+    gate_timeout_seconds: float = 10.0
     requests: list[Seen] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -166,7 +172,12 @@ def _handler_for(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            for chunk in _chunks(upstream, body):
+            chunks = _chunks(upstream, body)
+            for i, chunk in enumerate(chunks):
+                if upstream.gate is not None and i == 1 + len(REASONING_PARTS):
+                    if not upstream.gate.wait(upstream.gate_timeout_seconds):
+                        chunk = {**chunk, "choices": [{"index": 0, "delta": {"content": GATE_TIMEOUT},
+                                                       "finish_reason": None}]}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
                 time.sleep(upstream.chunk_delay_seconds)

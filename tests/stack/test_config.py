@@ -77,6 +77,11 @@ def test_numbers_scaled_to_zero_stay_zero(stack_values):
     (lambda v: v["llm-fleet:network"].update(existingPrivateSubnetIds=["subnet-0123456789abcdef0"]),
      "subnet ids are given without the VPC"),
     (lambda v: v["llm-fleet:monitoring"].update(prometheus="existing"), "prometheus: existing needs the URL"),
+    (lambda v: v["llm-fleet:models"][0].__setitem__("fallback", "sometimes"), "use one of: allowed, never"),
+    (lambda v: v["llm-fleet:gateway"].update(teams=[{"name": "ops", "fallback": "no", "apiKey": {
+        "secretsManager": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"}}]), "use one of: allowed, never"),
+    (lambda v: v["llm-fleet:gateway"].update(redis={"port": 6379}), "gateway.redis.host"),
+    (lambda v: v.__setitem__("llm-fleet:engines", {"vllm": {"efaImage": "repo/vllm-efa"}}), "efaImage"),
     (lambda v: v["llm-fleet:cluster"].update(name="a" * 32) or v["llm-fleet:pools"][0].update(name="b" * 31),
      "is over EKS's 63 characters"),
 ])
@@ -136,3 +141,25 @@ def test_jobs_image_must_be_pinned(stack_values):
         parse(values)
     values["llm-fleet:jobs"]["image"] = "ghcr.io/acme/llm-fleet-jobs@sha256:" + "a" * 64
     assert parse(values).jobs.image.endswith("a" * 64)
+
+
+def test_engine_pins_and_their_efa_image(stack_values):
+    cfg = parse(stack_values("dev"))
+    assert cfg.engines["vllm"].ref == "vllm/vllm-openai:v0.28.0"
+    assert cfg.engines["vllm"].efa_image.startswith("public.ecr.aws/deep-learning-containers/vllm:0.28.0-")
+    assert cfg.engines["sglang"].ref == "lmsysorg/sglang:v0.5.10" and cfg.engines["sglang"].efa_image is None
+    values = stack_values("dev")
+    values["llm-fleet:engines"] = {"vllm": {"version": "v0.25.1"}}
+    assert parse(values).engines["vllm"].efa_image is None, "the default EFA image matches only its own version"
+
+
+def test_fallback_policy_and_redis_are_read(stack_values):
+    values = stack_values("prod")
+    values["llm-fleet:models"][0]["fallback"] = "never"
+    values["llm-fleet:gateway"]["redis"] = {"host": "redis.cache.svc"}
+    cfg = parse(values)
+    assert cfg.models[0].fallback == "never" and cfg.models[1].fallback == "allowed"
+    assert {t.name: t.fallback for t in cfg.gateway.teams}["legal"] == "never"
+    redis = cfg.gateway.redis
+    assert (redis.host, redis.port, redis.password) == ("redis.cache.svc", 6379, None)
+    assert parse(stack_values("dev")).gateway.redis is None

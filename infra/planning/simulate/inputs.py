@@ -41,6 +41,7 @@ NODEGROUP = "aws:eks/nodeGroup:NodeGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 HELM = "kubernetes:helm.sh/v3:Release"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+SERVICE = "kubernetes:core/v1:Service"
 QUEUE_GAUGES = ("num_requests_waiting", "num_queue_reqs")       # vLLM, SGLang (infra.serving.autoscaling)
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet")
 
@@ -279,8 +280,22 @@ def _actions(records, pools: Sequence[PoolIn]) -> tuple[ScheduleAction, ...]:
     return tuple(out)
 
 
+def _pod_labels(workload: Mapping[str, Any]) -> Mapping[str, str]:
+    spec = workload.get("spec") or {}
+    template = spec["leaderWorkerTemplate"].get("leaderTemplate", {}) if "leaderWorkerTemplate" in spec \
+        else spec.get("template", {})
+    return (template.get("metadata") or {}).get("labels") or {}
+
+
 def _gateway(records, workloads: Sequence[WorkloadIn]) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+    """model -> the workloads the gateway's private routes reach: a route's host is a Service, whose
+    selector picks the pods of one or more workloads (kube-proxy sends only to Ready ones)."""
     names = {w.name for w in workloads}
+    pods = {r["inputs"]["metadata"]["name"]: _pod_labels(r["inputs"]) for r in records
+            if (r["type"] in WORKLOADS or r["type"].endswith(":LeaderWorkerSet"))
+            and r["inputs"].get("metadata", {}).get("name") in names}
+    services = {r["inputs"]["metadata"]["name"]: (r["inputs"].get("spec") or {}).get("selector") or {}
+                for r in _by_type(records, SERVICE)}
     routes: dict[str, list[str]] = {}
     fallbacks: set[str] = set()
     for r in _by_type(records, CONFIGMAP):
@@ -290,8 +305,12 @@ def _gateway(records, workloads: Sequence[WorkloadIn]) -> tuple[dict[str, tuple[
         config = yaml.safe_load(text) or {}
         for entry in config.get("model_list") or []:
             host = re.match(r"https?://([^./:]+)", str((entry.get("litellm_params") or {}).get("api_base") or ""))
-            if host and host.group(1) in names:
-                routes.setdefault(entry["model_name"], []).append(host.group(1))
+            if host is None or host.group(1) not in services:
+                continue
+            selector = services[host.group(1)].items()
+            reached = [w for w, labels in sorted(pods.items()) if selector and selector <= labels.items()]
+            found = routes.setdefault(entry["model_name"], [])
+            found.extend(w for w in reached if w not in found)
         for item in (config.get("router_settings") or {}).get("fallbacks") or []:
             fallbacks.update(item)
     return {m: tuple(w) for m, w in routes.items()}, frozenset(fallbacks)
