@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import pulumi  # noqa: F401                    # it runs the program: the Pulumi SDK (the deploy extra)
+    except ImportError:
+        raise UserError("simulates what the program renders, so it needs the Pulumi SDK and providers: "
+                        "pip install -e '.[deploy]'") from None
     from scripts.render import render
 
     start = parse_iso(args.start, "--start")
