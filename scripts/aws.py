@@ -108,38 +108,59 @@ def account_id(sts: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------- node groups
 
+# Node groups are found by this tag (with the cluster), never by a fixed name: their names are generated
+# (docs: /tmp interfaces, issue 11); the program tags each group with its pool (infra.aws.nodepools).
+POOL_TAG = names.LABEL_POOL
+
+
 def describe_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup:
     found = find_group(eks, cfg, pool)
     if found is None:
-        cluster, name = names.cluster_name(cfg), names.nodegroup_name(cfg, pool)
-        raise UserError(f"pool {pool}: no node group {name} in cluster {cluster} ({cfg.region}); "
-                        "deploy the stack first (pulumi up), or check the stack name")
+        raise UserError(f"pool {pool}: no node group tagged {POOL_TAG}={pool} in cluster {names.cluster_name(cfg)} "
+                        f"({cfg.region}); deploy the stack first (pulumi up), or check the stack name")
     return found
 
 
 def find_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup | None:
     """The pool's node group, or None when it is not deployed (yet)."""
-    cluster, name = names.cluster_name(cfg), names.nodegroup_name(cfg, pool)
-    try:
+    return describe_groups(eks, cfg, only=pool).get(pool)
+
+
+def describe_groups(eks: Any, cfg: StackConfig, only: str | None = None) -> dict[str, NodeGroup]:
+    """Every deployed pool's node group (by its pool tag), read before anything changes; a pool not
+    deployed yet is left out (the jobs report it and handle the others)."""
+    cluster = names.cluster_name(cfg)
+    wanted = {p.name for p in cfg.pools} if only is None else {only}
+    out: dict[str, NodeGroup] = {}
+    with user_errors(f"eks:ListNodegroups {cluster}"):
+        try:
+            listed = [n for page in eks.get_paginator("list_nodegroups").paginate(clusterName=cluster)
+                      for n in page.get("nodegroups", [])]
+        except ClientError as err:
+            if error_code(err) == "ResourceNotFoundException":
+                return {}                               # no cluster yet: nothing deployed
+            raise
+    for name in listed:
         with user_errors(f"eks:DescribeNodegroup {name}"):
-            ng = eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"]
-    except ClientError as err:
-        if error_code(err) == "ResourceNotFoundException":
-            return None
-        raise
+            try:
+                ng = eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"]
+            except ClientError as err:
+                if error_code(err) == "ResourceNotFoundException":
+                    continue                            # deleted in between
+                raise
+        pool = (ng.get("tags") or {}).get(POOL_TAG)
+        if pool in wanted:
+            out[pool] = _group(pool, ng)
+    return out
+
+
+def _group(pool: str, ng: dict[str, Any]) -> NodeGroup:
     sc = ng.get("scalingConfig", {})
     modified = ng.get("modifiedAt")
     scaling = Scaling(int(sc.get("minSize", 0)), int(sc.get("maxSize", 1)), int(sc.get("desiredSize", 0)))
-    return NodeGroup(pool=pool, name=name, arn=ng["nodegroupArn"], status=ng.get("status", "UNKNOWN"),
-                     scaling=scaling,
-                     tags=dict(ng.get("tags") or {}),
+    return NodeGroup(pool=pool, name=ng["nodegroupName"], arn=ng["nodegroupArn"], status=ng.get("status", "UNKNOWN"),
+                     scaling=scaling, tags=dict(ng.get("tags") or {}),
                      modified_at=modified.astimezone(UTC) if isinstance(modified, datetime) else None)
-
-
-def describe_groups(eks: Any, cfg: StackConfig) -> dict[str, NodeGroup]:
-    """Every deployed pool's node group, read before anything changes; a pool not deployed yet is left
-    out (the jobs report it and handle the others)."""
-    return {pool.name: g for pool in cfg.pools if (g := find_group(eks, cfg, pool.name)) is not None}
 
 
 class ApplyFailed(Exception):
@@ -182,13 +203,13 @@ def apply(eks: Any, cfg: StackConfig, group: NodeGroup, scaling: Scaling | None,
         raise ApplyFailed(describe_error(err)) from None
 
 
-def on_demand_nodes(ec2: Any, cfg: StackConfig, pool: str) -> int:
+def on_demand_nodes(ec2: Any, cfg: StackConfig, group: NodeGroup) -> int:
     """Running instances of the pool's node group that are not spot (EKS tags them with the group)."""
     count = 0
     with user_errors("ec2:DescribeInstances"):
         pages = ec2.get_paginator("describe_instances").paginate(Filters=[
             {"Name": "tag:eks:cluster-name", "Values": [names.cluster_name(cfg)]},
-            {"Name": "tag:eks:nodegroup-name", "Values": [names.nodegroup_name(cfg, pool)]},
+            {"Name": "tag:eks:nodegroup-name", "Values": [group.name]},
             {"Name": "instance-state-name", "Values": ["pending", "running"]}])
         for page in pages:
             for res in page.get("Reservations", []):

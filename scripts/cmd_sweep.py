@@ -32,7 +32,7 @@ def observe(job: Job, groups: dict[str, NodeGroup]) -> tuple[dict[str, Activity 
             continue
         activity[pool.name] = Activity(job.metrics.in_flight(pool.name),
                                        job.metrics.finished(pool.name, pool.idle_minutes))
-    on_demand = {pool.name: aws.on_demand_nodes(job.ec2, job.cfg, pool.name)
+    on_demand = {pool.name: aws.on_demand_nodes(job.ec2, job.cfg, groups[pool.name])
                  for pool in job.cfg.pools if pool.capacity == "spot" and pool.name in groups}
     return activity, on_demand
 

@@ -30,6 +30,9 @@ def jobs_policy(cfg: StackConfig, partition: str, account: str, bucket: str, key
         {"Sid": "NodeGroups", "Effect": "Allow",
          "Action": ["eks:DescribeNodegroup", "eks:UpdateNodegroupConfig", "eks:TagResource", "eks:UntagResource"],
          "Resource": f"arn:{partition}:eks:{region}:{account}:nodegroup/{cluster}/*/*"},
+        # node groups are found by their pool tag, not by name (generated names)
+        {"Sid": "ListNodeGroups", "Effect": "Allow", "Action": ["eks:ListNodegroups"],
+         "Resource": f"arn:{partition}:eks:{region}:{account}:cluster/{cluster}"},
         {"Sid": "Lock", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
          "Resource": f"arn:{partition}:s3:::{bucket}/{names.lock_key(cfg.stack)}"},
         {"Sid": "Deployed", "Effect": "Allow", "Action": ["s3:GetObject"],

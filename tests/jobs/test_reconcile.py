@@ -206,3 +206,18 @@ def test_an_existing_cluster_stack_is_refused(aws, tmp_path, fleet, capsys):
                                   "  llm-fleet:pools:", 1))
     code, lines, _ = fleet("reconcile", "--stack-file", path)
     assert code == 2 and lines == [] and "runs on an existing cluster" in capsys.readouterr().err
+
+
+def test_node_groups_are_found_by_their_pool_tag_not_by_name(deployed, stack_file, fleet):
+    """Generated node-group names (a replacement gets a new one): the pool tag is what the jobs follow."""
+    from infra.stack import names
+    eks = client("eks")
+    eks.delete_nodegroup(clusterName="llm-fleet-jobs", nodegroupName="llm-fleet-jobs-peak")
+    eks.create_nodegroup(clusterName="llm-fleet-jobs", nodegroupName="gpu-peak-2026120203101234",
+                         nodeRole="arn:aws:iam::123456789012:role/node", subnets=["subnet-1", "subnet-2"],
+                         scalingConfig={"minSize": 2, "maxSize": 2, "desiredSize": 2},
+                         tags={**names.tags(deployed, "nodepools"), names.LABEL_POOL: "peak"})
+    code, lines, _ = fleet("reconcile", "--stack-file", stack_file)
+    assert code == 0 and [(x["pool"], x["scaling"]) for x in lines] == [("peak", {"min": 0, "max": 2, "desired": 2})]
+    ng = eks.describe_nodegroup(clusterName="llm-fleet-jobs", nodegroupName="gpu-peak-2026120203101234")
+    assert ng["nodegroup"]["scalingConfig"] == {"minSize": 0, "maxSize": 2, "desiredSize": 2}
