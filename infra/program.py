@@ -44,6 +44,13 @@ def build(stack_dir: Path | None = None) -> None:
 
         account_id = aws.get_caller_identity().account_id
         network = Network("network", cfg, plan)
+        if cfg.ci.runner == "codebuild":
+            from infra.aws.runner import DeployRunner, refuse_bootstrap_of_a_running_stack
+
+            pulumi.export("deployRunner", DeployRunner("ci-runner", cfg, network).project_name)
+            if cfg.ci.bootstrap:     # first deploy of a private stack: the VPC and its runner, nothing else
+                refuse_bootstrap_of_a_running_stack(cfg)
+                return
         cluster = Cluster("cluster", cfg, network)
         kube = _kube_target(cfg, cluster.provider, managed=True, cluster_name=cluster.name)
         pools = GpuNodePools("gpu", cfg, plan, cluster, network, kube)

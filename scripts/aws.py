@@ -109,8 +109,8 @@ def account_id(sts: Any) -> str:
 # ---------------------------------------------------------------------------------------------- node groups
 
 # Node groups are found by this tag (with the cluster), never by a fixed name: their names are generated
-# (docs: /tmp interfaces, issue 11); the program tags each group with its pool (infra.aws.nodepools).
-POOL_TAG = names.LABEL_POOL
+# (names.nodegroup_prefix); the program tags each group with its pool (infra.aws.nodepools).
+POOL_TAG = names.TAG_POOL
 
 
 def describe_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup:

@@ -60,6 +60,41 @@ def diff_records(base: list[dict], head: list[dict]) -> dict[str, list[dict]]:
             "changed": changed}
 
 
+# Inputs of an EKS managed node group that EKS cannot update in place: changing one replaces the group
+# (terraform-provider-aws aws_eks_node_group: ForceNew). For a GPU pool that drains every engine on it.
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+REPLACES_NODE_GROUP = ("amiType", "capacityType", "clusterName", "diskSize", "instanceTypes", "launchTemplate.id",
+                       "launchTemplate.name", "nodeGroupName", "nodeGroupNamePrefix", "nodeRoleArn", "remoteAccess",
+                       "subnetIds")
+
+
+def node_group_replacements(base: list[dict], head: list[dict]) -> list[dict[str, Any]]:
+    """GPU node groups (the ones with a taint) this change replaces: the pool and the inputs that force it."""
+    before = {r["name"]: r for r in base if r["type"] == NODE_GROUP}
+    out = []
+    for record in head:
+        old = before.get(record["name"])
+        if record["type"] != NODE_GROUP or old is None or not record["inputs"].get("taints"):
+            continue
+        fa, fb = _flatten(old["inputs"]), _flatten(record["inputs"])
+        forced = sorted({p.split("[")[0] for p in fa.keys() | fb.keys()
+                         if fa.get(p, "<unset>") != fb.get(p, "<unset>")
+                         and p.split("[")[0] in REPLACES_NODE_GROUP})
+        if forced:
+            pool = record["inputs"].get("tags", {}).get("llm-fleet/pool", record["name"])
+            out.append({"pool": pool, "name": record["name"], "inputs": forced})
+    return out
+
+
+def replacement_markdown(replacements: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for item in replacements:
+        lines += ["", f"> **Replaces the GPU node group of pool `{item['pool']}`** (changed: "
+                      f"{', '.join(f'`{p}`' for p in item['inputs'])}): EKS creates the new group, then drains and "
+                      "deletes the old one; every engine on the pool restarts and cold-starts on new nodes."]
+    return lines
+
+
 def cost_delta(base: dict | None, head: dict) -> dict[str, Any]:
     """Monthly USD per pool, before and after; a pool missing on one side counts as 0."""
     before = {p["name"]: p["monthlyUSD"] for p in (base or {}).get("pools", [])}
@@ -95,8 +130,8 @@ def policy_markdown(found: list[dict[str, str]] | None) -> list[str]:
 
 
 def to_markdown(stack: str, base_ref: str, resources: dict[str, list[dict]], cost: dict[str, Any],
-                policy: list[dict[str, str]] | None = None) -> str:
-    lines = [f"### llm-fleet `{stack}`: this PR vs `{base_ref}`", "",
+                policy: list[dict[str, str]] | None = None, replacements: list[dict[str, Any]] | None = None) -> str:
+    lines = [f"### llm-fleet `{stack}`: this PR vs `{base_ref}`", *replacement_markdown(replacements or []), "",
              f"**Monthly cost:** {_usd(cost['before'])} -> {_usd(cost['after'])} "
              f"(**{_usd(cost['delta'], signed=True)}**/month)", "",
              "| pool | before | after | delta |", "|---|---:|---:|---:|"]
@@ -207,12 +242,13 @@ def run(args: argparse.Namespace) -> int:
     cost = cost_delta(base_plan, head_plan)
     policy = verdicts(head_records)
     new_stack = base_plan is None
+    replaced = node_group_replacements(base_records, head_records)
     if args.json:
         json.dump({"stack": head_plan["stack"], "base": args.base, "baseMissing": new_stack, "resources": resources,
-                   "cost": cost, "policy": policy}, sys.stdout, indent=2)
+                   "cost": cost, "policy": policy, "replacements": replaced}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(to_markdown(head_plan["stack"], args.base, resources, cost, policy))
+        sys.stdout.write(to_markdown(head_plan["stack"], args.base, resources, cost, policy, replaced))
         if new_stack:
             sys.stdout.write(f"\n_The stack file does not exist at `{args.base}`: every resource is new._\n")
     return 0

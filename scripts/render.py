@@ -21,6 +21,15 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 MASK = "[secret]"
 ACCOUNT = "123456789012"
 PROJECT = "llm-fleet"
+MOCK_UNIQUE_ID = "20261202000000000000000001"
+# What `aws eks describe-addon-versions --kubernetes-version <v>` lists first (newest) per add-on, as
+# the pins in infra.aws.cluster.ADDON_VERSIONS were read; getAddonVersion(mostRecent) answers from it.
+EKS_ADDON_NEWEST = {
+    "1.33": {"vpc-cni": "v1.20.1-eksbuild.3", "kube-proxy": "v1.33.10-eksbuild.13", "coredns": "v1.12.4-eksbuild.18",
+             "eks-pod-identity-agent": "v1.3.10-eksbuild.2", "aws-ebs-csi-driver": "v1.57.1-eksbuild.1"},
+    "1.34": {"vpc-cni": "v1.20.1-eksbuild.3", "kube-proxy": "v1.34.6-eksbuild.13", "coredns": "v1.13.2-eksbuild.11",
+             "eks-pod-identity-agent": "v1.3.10-eksbuild.2", "aws-ebs-csi-driver": "v1.57.1-eksbuild.1"},
+}
 
 
 def _mask(value: Any) -> Any:
@@ -45,6 +54,9 @@ def _zone_prefix(region: str) -> str:
 
 class Recorder:
     """The Mocks implementation: deterministic ids and outputs, and a record of every registration."""
+
+    # (cluster, getNodeGroup result) of node groups that already run (tests set it); empty: a first deploy
+    live_groups: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def __init__(self, region: str):
         import pulumi
@@ -108,7 +120,9 @@ class Recorder:
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             out.update(latestVersion=1, defaultVersion=1)
         elif typ == "aws:eks/nodeGroup:NodeGroup":
-            out.update(resources=[{"autoscalingGroups": [{"name": f"eks-{inputs.get('nodeGroupName', name)}-asg"}]}],
+            # the provider completes a name prefix with a 26-character unique id (id.PrefixedUniqueId)
+            group = inputs.get("nodeGroupName") or f"{inputs.get('nodeGroupNamePrefix', name + '-')}{MOCK_UNIQUE_ID}"
+            out.update(nodeGroupName=group, resources=[{"autoscalingGroups": [{"name": f"eks-{group}-asg"}]}],
                        status="ACTIVE")
         elif typ == "aws:ec2/subnet:Subnet":
             out.update(availabilityZoneId=inputs.get("availabilityZoneId") or f"{_zone_prefix(region)}-az1")
@@ -146,6 +160,23 @@ class Recorder:
             return {"id": sid, "availabilityZoneId": f"{prefix}-az{int(sid[-1], 16) % 6 + 1}",
                     "availabilityZone": f"{self.region}{'abcdef'[int(sid[-1], 16) % 6]}",
                     "cidrBlock": "10.0.0.0/24", "mapPublicIpOnLaunch": False, "state": "available"}
+        if token == "aws:eks/getAddonVersion:getAddonVersion":
+            addon, version = args.args.get("addonName"), args.args.get("kubernetesVersion")
+            newest = EKS_ADDON_NEWEST.get(version, {}).get(addon)
+            if newest is None:   # the provider's answer when DescribeAddonVersions lists nothing
+                raise RuntimeError(f"reading EKS Add-On version info ({addon}, {version}): empty result")
+            return {"addonName": addon, "kubernetesVersion": version, "mostRecent": args.args.get("mostRecent"),
+                    "version": newest, "id": addon}
+        if token == "aws:eks/getClusters:getClusters":
+            return {"id": self.region, "names": list(self.live_groups and {c for c, _ in self.live_groups})}
+        if token == "aws:eks/getNodeGroups:getNodeGroups":
+            cluster = args.args.get("clusterName")
+            return {"id": cluster, "clusterName": cluster,
+                    "names": [g["nodeGroupName"] for c, g in self.live_groups if c == cluster]}
+        if token == "aws:eks/getNodeGroup:getNodeGroup":
+            cluster, group = args.args.get("clusterName"), args.args.get("nodeGroupName")
+            (found,) = [g for c, g in self.live_groups if c == cluster and g["nodeGroupName"] == group]
+            return {"id": f"{cluster}:{group}", "clusterName": cluster, **found}
         if token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
             return {"arn": args.args.get("secretId"), "secretString": MASK, "id": "mock", "versionId": "v1"}
         raise NotImplementedError(f"render has no mock for the invoke {token}; add one in scripts/render.py")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -133,6 +134,13 @@ def test_aws_access_is_oidc_only(path):
     assert doc["permissions"].get("id-token") == "write"
 
 
+def pulumi_steps(job: dict) -> list[dict]:
+    return [s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+
+
+BOOTSTRAP_CONFIG = "{llm-fleet:bootstrap: {value: 'true', secret: false}}"
+
+
 def test_preview_runs_the_tests_then_diff_and_policy_preview_per_stack():
     doc = load("preview.yml")
     assert "pull_request" in triggers(doc)
@@ -140,35 +148,91 @@ def test_preview_runs_the_tests_then_diff_and_policy_preview_per_stack():
     runs = [s.get("run", "") for s in doc["jobs"]["test"]["steps"]]
     assert INSTALL_COMMAND in runs and TEST_COMMAND in runs
 
+    assert doc["jobs"]["route"]["needs"] == "test"
     preview = doc["jobs"]["preview"]
-    assert preview["needs"] == "test"
+    assert preview["needs"] == "route"
     assert preview["strategy"]["matrix"]["stack"] == ["dev", "staging", "prod"]
     run_text = "\n".join(s.get("run", "") for s in preview["steps"])
     assert 'fleet diff --stack "$STACK" --base "origin/$BASE_REF"' in run_text
-    (pulumi,) = [s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
-    assert pulumi["with"]["command"] == "preview"
-    assert pulumi["with"]["policyPacks"] == "policy"
-    assert pulumi["with"]["comment-on-pr"] is True and pulumi["with"]["diff"] is True
-    assert pulumi["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
-    assert pulumi["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    full, bootstrap = pulumi_steps(preview)
+    for pulumi in (full, bootstrap):
+        assert pulumi["with"]["command"] == "preview"
+        assert pulumi["with"]["policyPacks"] == "policy"
+        assert pulumi["with"]["comment-on-pr"] is True and pulumi["with"]["diff"] is True
+        assert pulumi["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
+        assert pulumi["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    assert "config-map" not in full["with"] and bootstrap["with"]["config-map"] == BOOTSTRAP_CONFIG
+    assert full["if"] == "${{ !fromJSON(needs.route.outputs.bootstrap)[matrix.stack] }}"
+    assert bootstrap["if"] == "${{ fromJSON(needs.route.outputs.bootstrap)[matrix.stack] }}"
+
+
+def test_preview_runs_where_the_stack_api_is_reachable():
+    """A private stack's preview needs its API endpoint: it runs on the runner the route job names."""
+    doc = load("preview.yml")
+    assert doc["jobs"]["preview"]["runs-on"] == "${{ fromJSON(needs.route.outputs.preview_on)[matrix.stack] }}"
+    assert "head.repo.full_name == github.repository" in doc["jobs"]["route"]["if"]
 
 
 def test_deploy_goes_dev_staging_prod_with_approval_on_prod():
     doc = load("deploy.yml")
     assert triggers(doc) == {"push": {"branches": ["main"]}}
     jobs = doc["jobs"]
-    assert "needs" not in jobs["dev"]
-    assert jobs["staging"]["needs"] == "dev" and jobs["prod"]["needs"] == "staging"
-    assert jobs["prod"]["environment"] == "production"
+    assert jobs["dev"]["needs"] == ["route", "dev-bootstrap"]
+    assert jobs["staging"]["needs"] == ["route", "staging-bootstrap", "dev"]
+    assert jobs["prod"]["needs"] == ["route", "prod-bootstrap", "staging"]
+    assert jobs["prod-bootstrap"]["needs"] == ["route", "staging"]
+    assert jobs["prod"]["environment"] == "production" and jobs["prod-bootstrap"]["environment"] == "production"
     groups = set()
     for stack in ("dev", "staging", "prod"):
         conc = jobs[stack]["concurrency"]
         assert stack in conc["group"] and conc["cancel-in-progress"] is False
+        assert jobs[f"{stack}-bootstrap"]["concurrency"] == conc
         groups.add(conc["group"])
-        (up,) = [s for s in jobs[stack]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+        (up,) = pulumi_steps(jobs[stack])
         assert up["with"]["command"] == "up" and up["with"]["stack-name"] == stack
-        assert up["with"]["policyPacks"] == "policy"
+        assert up["with"]["policyPacks"] == "policy" and "config-map" not in up["with"]
     assert len(groups) == 3
+
+
+def test_deploy_runs_each_stack_on_its_runner_after_a_bootstrap_run_when_it_has_none():
+    jobs = load("deploy.yml")["jobs"]
+    for stack in ("dev", "staging", "prod"):
+        assert jobs[stack]["runs-on"] == f"${{{{ fromJSON(needs.route.outputs.runs_on).{stack} }}}}"
+        assert jobs[stack]["if"] == "${{ !cancelled() && !failure() }}"      # a skipped bootstrap is fine
+        boot = jobs[f"{stack}-bootstrap"]
+        assert boot["runs-on"] == "ubuntu-24.04"
+        assert f"fromJSON(needs.route.outputs.bootstrap).{stack}" in boot["if"]
+        (up,) = pulumi_steps(boot)
+        assert up["with"]["command"] == "up" and up["with"]["config-map"] == BOOTSTRAP_CONFIG
+
+
+@pytest.mark.parametrize("workflow", ["deploy.yml", "preview.yml"])
+def test_route_step_names_the_runner_of_each_shipped_stack(workflow, tmp_path):
+    """Run the route step's own script: staging and prod (private endpoints) deploy from their CodeBuild
+    runners; prod's does not exist yet (the stub AWS CLI knows only staging's), so prod bootstraps."""
+    (step,) = [s for s in load(workflow)["jobs"]["route"]["steps"] if s.get("id") == "route"]
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    for part in ("infra", "scripts", "stacks"):
+        (tmp_path / part).symlink_to(ROOT / part)
+    stub = tmp_path / "bin" / "aws"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/aws-args"\necho llm-fleet-staging-deploy\n')
+    stub.chmod(0o755)
+    out = tmp_path / "github-output"
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "GITHUB_OUTPUT": str(out),
+           "RUN_ID": "77", "RUN_ATTEMPT": "2", "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (stub.parent / "aws-args").read_text().split()[:4] == [
+        "codebuild", "batch-get-projects", "--names", "llm-fleet-staging-deploy"]
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert json.loads(outputs["runs_on"]) == {"dev": ["ubuntu-24.04"],
+                                              "staging": ["codebuild-llm-fleet-staging-deploy-77-2"],
+                                              "prod": ["codebuild-llm-fleet-prod-deploy-77-2"]}
+    assert json.loads(outputs["bootstrap"]) == {"dev": False, "staging": False, "prod": True}
+    assert json.loads(outputs["preview_on"])["prod"] == ["ubuntu-24.04"]
 
 
 def test_schedule_has_crons_dispatch_and_concurrency():

@@ -10,6 +10,7 @@ Every chart version and image tag below is pinned; the comment next to each name
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
 
 import pulumi
@@ -57,12 +58,13 @@ def asg_pattern(nodegroup_name: str) -> str:
     return f"^eks-{nodegroup_name.replace('.', '[.]')}-[0-9a-f-]+$"
 
 
-def priorities(cfg: StackConfig) -> str:
+def priorities(cfg: StackConfig, group_names: Mapping[str, str]) -> str:
     """The priority expander's `priorities` document: higher number wins; a catch-all keeps the system
-    node group (and anything added by hand) eligible at the lowest priority."""
+    node group (and anything added by hand) eligible at the lowest priority. `group_names` maps each
+    pool to its node group's (generated) name."""
     table: dict[int, list[str]] = {}
     for pool in cfg.pools:
-        table.setdefault(PRIORITIES[pool.capacity], []).append(asg_pattern(names.nodegroup_name(cfg, pool)))
+        table.setdefault(PRIORITIES[pool.capacity], []).append(asg_pattern(group_names[pool.name]))
     table[1] = [".*"]
     return yaml.safe_dump({k: table[k] for k in sorted(table, reverse=True)}, sort_keys=False)
 
@@ -106,6 +108,28 @@ class ClusterAddons(pulumi.ComponentResource):
                                   f"pinned: {', '.join(sorted(CA_IMAGE_TAGS))} (infra.addons.CA_IMAGE_TAGS)")
         ready = [*cluster.ready, *node_groups.values()]
 
+        # -- AWS Load Balancer Controller, first: its webhook intercepts every Service create and refuses
+        # them until its own pods are ready, so a chart with a Service (cluster-autoscaler's metrics
+        # Service) installed in parallel fails at random on the first `pulumi up`. The Release waits
+        # for the controller's pods; the other charts depend on it.
+        lbc_policy = aws.iam.Policy(f"{name}-aws-lb-controller-policy",
+                                    name=iam_name(cluster_name, "aws-lb-controller"),
+                                    description=f"AWS Load Balancer Controller {LBC_IMAGE_TAG} for {cluster_name}",
+                                    policy=lb_controller_policy(), tags=tags, opts=pulumi.ResourceOptions(parent=self))
+        lbc_role = cluster.irsa_role(f"{name}-aws-lb-controller-role", iam_name(cluster_name, "aws-lb-controller"),
+                                     SYSTEM_NAMESPACE, "aws-load-balancer-controller", [], tags, parent=self)
+        lbc_attach = aws.iam.RolePolicyAttachment(f"{name}-aws-lb-controller", role=lbc_role.name,
+                                                  policy_arn=lbc_policy.arn, opts=pulumi.ResourceOptions(parent=self))
+        self.lb_controller = self._release(
+            "aws-load-balancer-controller", LBC_REPO, LBC_CHART, LBC_VERSION, SYSTEM_NAMESPACE,
+            [*cluster.ready, lbc_attach], {
+                "clusterName": cluster_name, "region": cfg.region, "vpcId": network.vpc_id,
+                "image": {"tag": LBC_IMAGE_TAG}, "replicaCount": 2,
+                "serviceAccount": {"name": "aws-load-balancer-controller",
+                                   "annotations": {"eks.amazonaws.com/role-arn": lbc_role.arn}},
+                "nodeSelector": {names.LABEL_ROLE: "system"},
+            })
+
         # -- cluster-autoscaler
         ca_role = cluster.irsa_role(f"{name}-cluster-autoscaler-role", iam_name(cluster_name, "cluster-autoscaler"),
                                     SYSTEM_NAMESPACE, "cluster-autoscaler", [], tags, parent=self)
@@ -114,9 +138,12 @@ class ClusterAddons(pulumi.ComponentResource):
         self.priority_config = k8s.core.v1.ConfigMap(
             f"{name}-ca-priorities",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=PRIORITY_CONFIGMAP, namespace=SYSTEM_NAMESPACE),
-            data={"priorities": priorities(cfg)}, opts=kube.opts(self, *cluster.ready))
+            data={"priorities": pulumi.Output.all(**{p: ng.node_group_name for p, ng in node_groups.items()})
+                  .apply(lambda group_names: priorities(cfg, group_names))},
+            opts=kube.opts(self, *cluster.ready))
         self.cluster_autoscaler = self._release(
-            "cluster-autoscaler", CA_REPO, CA_CHART, CA_VERSION, SYSTEM_NAMESPACE, [*ready, self.priority_config], {
+            "cluster-autoscaler", CA_REPO, CA_CHART, CA_VERSION, SYSTEM_NAMESPACE,
+            [*ready, self.priority_config, self.lb_controller], {
                 "cloudProvider": "aws", "awsRegion": cfg.region, "fullnameOverride": "cluster-autoscaler",
                 "autoDiscovery": {"clusterName": cluster_name},
                 "image": {"tag": CA_IMAGE_TAGS[version]},
@@ -137,37 +164,20 @@ class ClusterAddons(pulumi.ComponentResource):
         self.device_plugin = None
         if any(not is_bottlerocket(p) for p in cfg.pools):
             self.device_plugin = self._release(
-                "nvidia-device-plugin", DP_REPO, DP_CHART, DP_VERSION, SYSTEM_NAMESPACE, cluster.ready, {
+                "nvidia-device-plugin", DP_REPO, DP_CHART, DP_VERSION, SYSTEM_NAMESPACE,
+                [*cluster.ready, self.lb_controller], {
                     "image": {"tag": DP_IMAGE_TAG},
                     # the chart's default affinity wants node-feature-discovery labels we do not run
                     "affinity": _node_affinity(DEVICE_PLUGIN_LABEL, "In", ["daemonset"]),
                     "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
                 })
 
-        # -- AWS Load Balancer Controller
-        lbc_policy = aws.iam.Policy(f"{name}-aws-lb-controller-policy",
-                                    name=iam_name(cluster_name, "aws-lb-controller"),
-                                    description=f"AWS Load Balancer Controller {LBC_IMAGE_TAG} for {cluster_name}",
-                                    policy=lb_controller_policy(), tags=tags, opts=pulumi.ResourceOptions(parent=self))
-        lbc_role = cluster.irsa_role(f"{name}-aws-lb-controller-role", iam_name(cluster_name, "aws-lb-controller"),
-                                     SYSTEM_NAMESPACE, "aws-load-balancer-controller", [], tags, parent=self)
-        lbc_attach = aws.iam.RolePolicyAttachment(f"{name}-aws-lb-controller", role=lbc_role.name,
-                                                  policy_arn=lbc_policy.arn, opts=pulumi.ResourceOptions(parent=self))
-        self.lb_controller = self._release(
-            "aws-load-balancer-controller", LBC_REPO, LBC_CHART, LBC_VERSION, SYSTEM_NAMESPACE,
-            [*cluster.ready, lbc_attach], {
-                "clusterName": cluster_name, "region": cfg.region, "vpcId": network.vpc_id,
-                "image": {"tag": LBC_IMAGE_TAG}, "replicaCount": 2,
-                "serviceAccount": {"name": "aws-load-balancer-controller",
-                                   "annotations": {"eks.amazonaws.com/role-arn": lbc_role.arn}},
-                "nodeSelector": {names.LABEL_ROLE: "system"},
-            })
-
         # -- EFA device plugin, for pods that ask for vpc.amazonaws.com/efa on multi-node pools
         self.efa_plugin = None
         if multi_node_pools(cfg, plan):
             self.efa_plugin = self._release(
-                "aws-efa-k8s-device-plugin", EFA_REPO, EFA_CHART, EFA_VERSION, SYSTEM_NAMESPACE, cluster.ready, {
+                "aws-efa-k8s-device-plugin", EFA_REPO, EFA_CHART, EFA_VERSION, SYSTEM_NAMESPACE,
+                [*cluster.ready, self.lb_controller], {
                     "image": {"tag": EFA_IMAGE_TAG},
                     "nodeSelector": {EFA_LABEL: "true"},
                     "tolerations": [GPU_TOLERATION],

@@ -8,12 +8,14 @@ explicit Kubernetes provider built from a kubeconfig that calls `aws eks get-tok
 from __future__ import annotations
 
 import json
+import re
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.aws.network import Network
+from infra.aws.scaling import field, live_scaling, scaling_inputs
 from infra.stack import names
 from infra.stack.spec import StackConfig
 
@@ -47,7 +49,30 @@ def addon_versions(kubernetes_version: str) -> dict[str, str]:
     except KeyError:
         raise pulumi.RunError(
             f"cluster.kubernetesVersion: {kubernetes_version!r} has no pinned add-on versions; pinned: "
-            f"{', '.join(sorted(ADDON_VERSIONS))} (add a row to infra.cluster.ADDON_VERSIONS)") from None
+            f"{', '.join(sorted(ADDON_VERSIONS))} (add a row to infra.aws.cluster.ADDON_VERSIONS)") from None
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """v1.20.1-eksbuild.3 -> (1, 20, 1, 3): EKS add-on versions compare numerically, build last."""
+    return tuple(int(n) for n in re.findall(r"\d+", version))
+
+
+def check_addon_versions(kubernetes_version: str, versions: dict[str, str]) -> None:
+    """Each pinned add-on against EKS's own list for the cluster's Kubernetes version, while the program
+    is built (so at preview, before anything is created): `aws.eks.get_addon_version(most_recent=True)`
+    fails when EKS offers no such add-on for that version and returns the newest version it does; a pin
+    newer than that (another minor's kube-proxy, a build that does not exist yet) is refused."""
+    for addon, pinned in versions.items():
+        # An add-on EKS does not offer for the version fails this invoke itself ("reading EKS Add-On
+        # version info (<addon>, <version>): empty result"), which stops the preview.
+        newest = aws.eks.get_addon_version(addon_name=addon, kubernetes_version=kubernetes_version,
+                                           most_recent=True).version
+        if _version_key(pinned) > _version_key(newest):
+            raise pulumi.RunError(
+                f"cluster.kubernetesVersion: the pinned {addon} {pinned} is not offered for Kubernetes "
+                f"{kubernetes_version} (newest EKS offers: {newest}); fix infra.aws.cluster.ADDON_VERSIONS"
+                f"[{kubernetes_version!r}][{addon!r}] (`aws eks describe-addon-versions --addon-name {addon} "
+                f"--kubernetes-version {kubernetes_version}`)")
 
 
 def assume_role_policy(service: str) -> str:
@@ -69,14 +94,6 @@ def irsa_trust_policy(oidc_provider_arn: pulumi.Input[str], oidc_issuer: pulumi.
 def iam_name(*parts: str) -> str:
     """IAM role / policy names stop at 64 characters."""
     return "-".join(parts)[:64].rstrip("-")
-
-
-def field(obj, name: str, camel: str | None = None):
-    """An attribute of a nested output value: a typed output object in a real run, a plain dict under
-    the SDK's mocks (output types subclass dict, so test for a plain dict exactly)."""
-    if type(obj) is dict:
-        return obj.get(camel or name, obj.get(name))
-    return getattr(obj, name)
 
 
 def kubeconfig_for(name: str, endpoint: str, ca: str, region: str) -> str:
@@ -108,6 +125,7 @@ class Cluster(pulumi.ComponentResource):
         if any(p.name == SYSTEM_POOL for p in cfg.pools):
             raise pulumi.RunError(f"pools: the name {SYSTEM_POOL!r} is taken by the system node group; rename the pool")
         versions = addon_versions(spec.kubernetes_version)
+        check_addon_versions(spec.kubernetes_version, versions)
         partition = aws.get_partition().partition
         self.partition = partition
 
@@ -133,7 +151,7 @@ class Cluster(pulumi.ComponentResource):
         eks = aws.eks.Cluster(
             f"{name}-eks", name=cluster_name, role_arn=role.arn, version=spec.kubernetes_version,
             vpc_config=aws.eks.ClusterVpcConfigArgs(
-                subnet_ids=network.private_subnet_ids, endpoint_private_access=spec.endpoint_private,
+                subnet_ids=network.cluster_subnet_ids, endpoint_private_access=spec.endpoint_private,
                 endpoint_public_access=spec.endpoint_public,
                 public_access_cidrs=list(spec.public_access_cidrs) if spec.endpoint_public else None),
             access_config=aws.eks.ClusterAccessConfigArgs(authentication_mode="API",
@@ -148,6 +166,12 @@ class Cluster(pulumi.ComponentResource):
         self.version = eks.version
         self.endpoint = eks.endpoint
         self.node_security_group_id = eks.vpc_config.cluster_security_group_id
+        if network.runner_security_group_id is not None:
+            # the private endpoint's ENIs carry the cluster security group: let the CI runner reach them
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-endpoint-from-runner", security_group_id=self.node_security_group_id, ip_protocol="tcp",
+                from_port=443, to_port=443, referenced_security_group_id=network.runner_security_group_id,
+                description="Kubernetes API from the CI deploy runner", opts=child)
         issuer = eks.identities.apply(lambda ids: field(field(ids[0], "oidcs")[0], "issuer"))
         self.oidc_issuer = issuer.apply(lambda url: url.removeprefix("https://"))
         oidc = aws.iam.OpenIdConnectProvider(f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"],
@@ -248,14 +272,19 @@ class Cluster(pulumi.ComponentResource):
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
                 resource_type=kind, tags={**tags, "Name": node_name}) for kind in ("instance", "volume")],
             tags=tags, opts=child)
+        sizing = scaling_inputs(spec.system_min, spec.system_max, spec.system_min,
+                                live_scaling(names.cluster_name(cfg)).get(SYSTEM_POOL))
+        # A generated name (prefix + unique suffix): a change EKS makes by replacement (instance type,
+        # subnets) creates the new group before deleting the old one without a name collision.
         return aws.eks.NodeGroup(
-            f"{name}-system", cluster_name=eks.name, node_group_name=node_name, node_role_arn=self.node_role.arn,
+            f"{name}-system", cluster_name=eks.name, node_group_name_prefix=names.nodegroup_prefix(cfg, SYSTEM_POOL),
+            node_role_arn=self.node_role.arn,
             subnet_ids=network.private_subnet_ids, ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
             instance_types=[spec.system_instance_type],
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=spec.system_min, max_size=spec.system_max,
-                                                              desired_size=spec.system_min),
+                                                              desired_size=sizing.desired_size),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            node_repair_config=aws.eks.NodeGroupNodeRepairConfigArgs(enabled=True),
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=lt.id, version=lt.latest_version.apply(str)),
-            labels={names.LABEL_ROLE: "system"}, tags={**tags, names.LABEL_POOL: SYSTEM_POOL},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends,
-                                        ignore_changes=["scalingConfig.desiredSize"]))
+            labels={names.LABEL_ROLE: "system"}, tags={**tags, names.TAG_POOL: SYSTEM_POOL},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends, ignore_changes=sizing.ignore_changes))

@@ -22,6 +22,9 @@ from infra.stack import names
 from infra.stack.spec import PoolSpec, StackConfig
 
 MAX_AZ_SLOT = 8          # subnet CIDRs are carved by the AZ id's number (use1-az4 -> slot 3)
+# AZ ids where EKS refuses control-plane subnets (Amazon EKS user guide, "VPC and subnet requirements":
+# "us-east-1: use1-az3, us-west-1: usw1-az2, ca-central-1: cac1-az3"). Node groups may still use them.
+CONTROL_PLANE_UNSUPPORTED_AZS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
 ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs")
 
 
@@ -55,7 +58,8 @@ def subnet_cidrs(vpc_cidr: str, az_id: str) -> tuple[str, str]:
 
 
 def choose_azs(region_azs: Sequence[str], az_count: int, pools: Iterable[PoolSpec]) -> tuple[str, ...]:
-    """The AZ ids the VPC spans: every AZ a pool pins, filled up to az_count in the region's order."""
+    """The AZ ids the VPC spans: every AZ a pool pins, filled up to az_count in the region's order with
+    AZs the EKS control plane accepts first (an unsupported one only when nothing else is left)."""
     pinned: list[str] = []
     for pool in pools:
         for az in pool.az_ids:
@@ -71,11 +75,24 @@ def choose_azs(region_azs: Sequence[str], az_count: int, pools: Iterable[PoolSpe
         raise NetworkError(f"network.azCount: {az_count} AZs asked, the region has {len(region_azs)} "
                            f"({', '.join(region_azs)})")
     chosen = set(pinned)
-    for az in region_azs:
+    fill = [az for az in region_azs if az not in CONTROL_PLANE_UNSUPPORTED_AZS]
+    fill += [az for az in region_azs if az in CONTROL_PLANE_UNSUPPORTED_AZS]
+    for az in fill:
         if len(chosen) >= az_count:
             break
         chosen.add(az)
     return tuple(az for az in region_azs if az in chosen)
+
+
+def control_plane_azs(vpc_azs: Sequence[str]) -> tuple[str, ...]:
+    """The VPC's AZ ids the EKS control plane may use (it needs subnets in at least two)."""
+    usable = tuple(az for az in vpc_azs if az not in CONTROL_PLANE_UNSUPPORTED_AZS)
+    if len(usable) < 2:
+        refused = ", ".join(az for az in vpc_azs if az in CONTROL_PLANE_UNSUPPORTED_AZS)
+        raise NetworkError(f"network: the EKS control plane needs private subnets in two AZs it supports; this VPC "
+                           f"has {', '.join(usable) or 'none'} ({refused} refused by EKS); raise network.azCount, "
+                           "or with existingVpcId list private subnets in two other AZs")
+    return usable
 
 
 def pool_azs(pool: PoolSpec, vpc_azs: Sequence[str], offered: Mapping[str, set[str]],
@@ -131,6 +148,7 @@ def _offerings(types: Sequence[str]) -> dict[str, set[str]]:
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
+    cluster_subnet_ids: pulumi.Output[list[str]]       # private subnets in AZs the control plane accepts
     public_subnet_ids: pulumi.Output[list[str]]
     efa_security_group_id: pulumi.Output[str] | None
 
@@ -148,6 +166,8 @@ class Network(pulumi.ComponentResource):
         else:
             private_by_az = self._build()
         self.azs = tuple(private_by_az)
+        self.cluster_subnet_ids = pulumi.Output.all(
+            *[sid for az in control_plane_azs(self.azs) for sid in private_by_az[az]]).apply(list)
         self._pool_subnets: dict[str, pulumi.Output[list[str]]] = {}
         for pool in cfg.pools:
             azs = pool_azs(pool, self.azs, offered, single_az=pool.name in self._multi)
@@ -155,6 +175,7 @@ class Network(pulumi.ComponentResource):
             self._pool_subnets[pool.name] = pulumi.Output.all(*ids).apply(list)
 
         self.efa_security_group_id = self._efa_group() if self._multi else None
+        self.runner_security_group_id = self._runner_group() if cfg.ci.runner == "codebuild" else None
         self._placement: dict[str, pulumi.Output[str]] = {
             pool: aws.ec2.PlacementGroup(
                 f"{name}-pg-{pool}", name=names.nodegroup_name(cfg, pool), strategy="cluster",
@@ -260,6 +281,18 @@ class Network(pulumi.ComponentResource):
         pulumi.log.info(f"network: existing VPC {net.existing_vpc_id}; make sure its private route tables have an "
                         "S3 gateway endpoint, or every weight download crosses NAT", resource=self)
         return by_az
+
+    def _runner_group(self) -> pulumi.Output[str]:
+        """The CodeBuild deploy runner's group: out to anywhere (GitHub, AWS APIs through NAT or endpoints,
+        the cluster's private endpoint, which lets this group in on 443), nothing in."""
+        name, child = self._name, self._child
+        sg = aws.ec2.SecurityGroup(f"{name}-runner", name=f"{self._cluster}-deploy-runner", vpc_id=self.vpc_id,
+                                   description="CI deploy runner (CodeBuild): egress only",
+                                   tags={**self._tags, "Name": f"{self._cluster}-deploy-runner"}, opts=child)
+        aws.vpc.SecurityGroupEgressRule(f"{name}-runner-out", security_group_id=sg.id, ip_protocol="-1",
+                                        cidr_ipv4="0.0.0.0/0", description="GitHub, AWS APIs, the EKS endpoint",
+                                        opts=child)
+        return sg.id
 
     def _efa_group(self) -> pulumi.Output[str]:
         """EFA needs every protocol open within the group, both directions (AWS EFA user guide)."""

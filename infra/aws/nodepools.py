@@ -2,10 +2,15 @@
 node group and its ASG, and the cluster add-ons that make GPU nodes usable and scalable (infra.addons).
 
 Desired size belongs to cluster-autoscaler alone (nodes follow pods; docs/capacity.md), so Pulumi ignores
-it after creation (`ignore_changes`); min and max are bounds: the stack file's, or an operator's override
-that `fleet scale` / `fleet reconcile` write. A pool's schedule is not a node-group action: it is the KEDA
-cron triggers of the pool's engines (pods), and the nodes follow them. No EventBridge schedule writes a
-node group's size, so nothing undoes the autoscaler or cuts an override.
+it after creation (`ignore_changes`; what Pulumi still sends for it is decided in infra.aws.scaling); min and
+max are bounds: the stack file's, or an operator's override that `fleet scale` / `fleet reconcile` write. A
+pool's schedule is not a node-group action: it is the KEDA cron triggers of the pool's engines (pods), and
+the nodes follow them. No EventBridge schedule writes a node group's size, so nothing undoes the
+autoscaler or cuts an override.
+
+Node groups get generated names (`<cluster>-<pool>-<unique suffix>`) and carry their pool in the tag
+`names.TAG_POOL`: a change EKS can only make by replacing the group (instance types, capacity, AMI type,
+subnets, launch template id) creates the new group first without a name collision (pulumi/pulumi-eks#294).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import base64
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.cluster import Cluster, field, iam_name
+from infra.aws.cluster import Cluster, iam_name
 from infra.aws.network import Network
 from infra.aws.nodes import (
     CA_GPU_LABEL,
@@ -26,6 +31,7 @@ from infra.aws.nodes import (
     GPU_TAINT_VALUE,
     is_bottlerocket,
 )
+from infra.aws.scaling import field, live_scaling, scaling_inputs
 from infra.planning.catalog import InstanceShape, load_catalog
 from infra.planning.plan import Plan
 from infra.stack import names
@@ -39,6 +45,15 @@ NVME_MOUNT = "/mnt/k8s-disks/0"
 # One instance-store disk breaks nodeadm's RAID0 on AL2023 >= v20250620 (awslabs/amazon-eks-ami#2386,
 # open): RAID only shapes whose instance store is large enough to be several disks.
 RAID_MIN_NVME_GB = 1000
+# vLLM's image unpacks to 22-28 GB (vllm#27154, PR #22377), plus the OS: room a node's EBS volume keeps.
+ENGINE_IMAGE_GB = 40
+# GPU pools update with MINIMAL: the DEFAULT strategy launches up to 2x the AZ count of new nodes at once
+# (EKS user guide, managed-node-update-behavior), i.e. up to six extra p5en, and fails where capacity is
+# short; MINIMAL brings up no more than maxUnavailable-sized batches.
+GPU_UPDATE_STRATEGY = "MINIMAL"
+# Every add-on on a GPU node has its own identity (IRSA / Pod Identity): containers need no instance role,
+# so IMDSv2 answers only the host (hop limit 1), not a pod behind the bridge.
+GPU_IMDS_HOP_LIMIT = 1
 
 
 # ---------------------------------------------------------------------------------------------- pure
@@ -46,6 +61,30 @@ RAID_MIN_NVME_GB = 1000
 def raid_nvme(pool: PoolSpec, catalog=None) -> bool:
     catalog = catalog or load_catalog()
     return all(catalog.instance(t).nvme_gb >= RAID_MIN_NVME_GB for t in pool.instance_types)
+
+
+def check_weights_cache(cfg: StackConfig, plan: Plan, catalog=None) -> None:
+    """Engines with `loading: nvme` cache the checkpoint under NVME_MOUNT, nodeadm's RAID0 of the instance
+    store. On Bottlerocket (instance storage at /mnt/.ephemeral) and on shapes whose instance store we do
+    not RAID, nothing is mounted there: the cache lands on the pool's EBS volume. Refuse a pool where the
+    checkpoint plus the engine image do not fit that volume."""
+    catalog = catalog or load_catalog()
+    loading = {m.name: m.loading for m in cfg.models}
+    for pool in cfg.pools:
+        if not is_bottlerocket(pool) and raid_nvme(pool, catalog):
+            continue
+        for dep in plan.deployments_on(pool.name):
+            need = dep.weights_gb + ENGINE_IMAGE_GB
+            if loading.get(dep.model) != "nvme" or need <= pool.disk_gb:
+                continue
+            why = (f"{pool.ami_type} keeps instance storage at /mnt/.ephemeral" if is_bottlerocket(pool) else
+                   f"{pool.instance_type} has no instance store we assemble at {NVME_MOUNT}")
+            raise pulumi.RunError(
+                f"pools.{pool.name}: {why}, so `loading: nvme` puts {dep.model}'s {dep.weights_gb:.0f} GB checkpoint "
+                f"(plus ~{ENGINE_IMAGE_GB} GB of engine image) on its {pool.disk_gb} GB EBS volume; use amiType "
+                f"AL2023_x86_64_NVIDIA on a shape with >= {RAID_MIN_NVME_GB} GB of instance store (e.g. "
+                f"p5en.48xlarge), raise pools.{pool.name}.diskGB to {int(need) + 1}, or set "
+                f"models.{dep.model}.loading: runai-streamer")
 
 
 def large_models(plan: Plan, pool: str) -> str:
@@ -119,7 +158,9 @@ class GpuNodePools(pulumi.ComponentResource):
         cluster_name = names.cluster_name(cfg)
         tags = names.tags(cfg, "nodepools")
         multi = set(multi_node_pools(cfg, plan))
+        check_weights_cache(cfg, plan, catalog)
         role, policies = cluster.node_role_for(f"{name}-node", iam_name(cluster_name, "node-gpu"), tags, parent=self)
+        live = live_scaling(cluster_name)
         self.node_groups = {}
         self.launch_templates: dict[str, aws.ec2.LaunchTemplate] = {}
         for pool in cfg.pools:
@@ -128,22 +169,27 @@ class GpuNodePools(pulumi.ComponentResource):
             raid = raid_nvme(pool, catalog)
             template_tags = node_template_tags(pool, shape, labels, pool.name in multi, raid)
             lt = self._launch_template(pool, shape, cluster, network, pool.name in multi, raid, tags)
-            group_tags = {**tags, **template_tags, names.LABEL_POOL: pool.name,
+            group_tags = {**tags, **template_tags, names.TAG_POOL: pool.name,
                           "llm-fleet/gpus-per-node": str(shape.gpu_count),
                           "llm-fleet/large-models": large_models(plan, pool.name)}
+            sizing = scaling_inputs(pool.min_size, pool.max_size, pool.desired_size, live.get(pool.name))
             ng = aws.eks.NodeGroup(
-                f"{name}-{pool.name}", cluster_name=cluster.name, node_group_name=names.nodegroup_name(cfg, pool),
+                f"{name}-{pool.name}", cluster_name=cluster.name,
+                node_group_name_prefix=names.nodegroup_prefix(cfg, pool),
                 node_role_arn=role.arn, subnet_ids=network.subnet_ids_for(pool), ami_type=pool.ami_type,
                 capacity_type=CAPACITY_TYPES[pool.capacity], instance_types=list(pool.instance_types),
                 scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=pool.min_size, max_size=pool.max_size,
-                                                                  desired_size=pool.desired_size),
-                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                                                                  desired_size=sizing.desired_size),
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1,
+                                                                update_strategy=GPU_UPDATE_STRATEGY),
+                # EKS replaces nodes whose GPUs, kubelet or network report unhealthy (node monitoring agent)
+                node_repair_config=aws.eks.NodeGroupNodeRepairConfigArgs(enabled=True),
                 launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=lt.id, version=lt.latest_version.apply(str)),
                 labels=labels,
                 taints=[aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")],
                 tags=group_tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*policies, *cluster.network_ready],
-                                            ignore_changes=["scalingConfig.desiredSize"]))
+                                            ignore_changes=sizing.ignore_changes))
             # Managed node groups do not copy their tags to the ASG, where cluster-autoscaler reads them.
             asg = ng.resources.apply(
                 lambda r: field(field(r[0], "autoscaling_groups", "autoscalingGroups")[0], "name"))
@@ -177,7 +223,7 @@ class GpuNodePools(pulumi.ComponentResource):
         return aws.ec2.LaunchTemplate(
             f"{self._name}-{pool.name}-lt", name=node_name, update_default_version=True,
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
-                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2),
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=GPU_IMDS_HOP_LIMIT),
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=disk, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_size=pool.disk_gb, volume_type="gp3", iops=6000, throughput=500, encrypted="true",

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from infra.stack.ci import parse_ci
 from infra.stack.reader import ConfigError, Node, refuse_clear_text_secrets
 from infra.stack.sections import (
     NAMESPACE,
@@ -81,6 +82,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     monitoring = parse_monitoring(root.node("monitoring"))
     storage = parse_storage(root.node("storage"), secret_names)
     jobs = parse_jobs(root.node("jobs"))
+    ci = parse_ci(root.node("ci"), root.bool("bootstrap", False), cluster, network, jobs)
     root.done()
     if not pools and cluster.existing is None:
         raise ConfigError(f"{NAMESPACE}:pools: no GPU pool is defined; add at least one under `pools:`")
@@ -88,4 +90,5 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
         raise ConfigError(f"{NAMESPACE}:models: no model to serve; add at least one under `models:`")
     return StackConfig(stack=stack, environment=environment, region=region, network=network,
                        cluster=cluster, pools=pools, models=models, engines=engines, gateway=gateway,
-                       monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys))
+                       monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys),
+                       ci=ci)

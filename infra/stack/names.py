@@ -1,5 +1,10 @@
 """Stable physical names derived from the stack, shared by the program and the jobs, so the jobs find
-the cluster, node groups and bucket without reading Pulumi state. Pure."""
+the cluster, node groups and bucket without reading Pulumi state. Pure.
+
+EKS node groups are the exception: their names are generated (a prefix plus a unique suffix) so that a
+change EKS can only make by replacing the group (instance types, capacity type, AMI type, subnets, launch
+template id) creates the new group before deleting the old one without a name collision
+(pulumi/pulumi-eks#294). Find a pool's node group by the tag `TAG_POOL` in its cluster, never by name."""
 
 from __future__ import annotations
 
@@ -14,6 +19,12 @@ LABEL_GPU = "llm-fleet/gpu"
 LABEL_CAPACITY = "llm-fleet/capacity"
 LABEL_MODEL = "llm-fleet/model"
 LABEL_ROLE = "llm-fleet/role"
+# The tag on each EKS node group (and its launch template, instances and volumes) naming its pool: the
+# jobs, schedules and `fleet` commands find a pool's node group in its cluster by this tag.
+TAG_POOL = LABEL_POOL
+# terraform-provider-aws generates `<prefix><26-character unique id>` (id.UniqueIDSuffixLength) and EKS
+# caps node group names at 63 characters.
+NODEGROUP_PREFIX_MAX = 63 - 26
 MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
 # Service of the Prometheus the chart makes (kube-prometheus-stack: "<release>-prometheus", port 9090)
@@ -25,8 +36,30 @@ def cluster_name(cfg: StackConfig) -> str:
 
 
 def nodegroup_name(cfg: StackConfig, pool: PoolSpec | str) -> str:
+    """`<cluster>-<pool>`: the name of the pool's launch template and placement group. NOT the EKS node
+    group's name (generated, see `nodegroup_prefix`): find the node group by `TAG_POOL`."""
     name = pool if isinstance(pool, str) else pool.name
     return f"{cfg.cluster.name}-{name}"
+
+
+def nodegroup_prefix(cfg: StackConfig, pool: PoolSpec | str) -> str:
+    """The start of the pool's generated node group name: `<cluster>-<pool>-`, cut to fit EKS's 63
+    characters with the provider's unique suffix (the tag, not the name, identifies the pool)."""
+    return nodegroup_name(cfg, pool)[:NODEGROUP_PREFIX_MAX - 1].rstrip("-") + "-"
+
+
+def runner_project(cfg: StackConfig) -> str:
+    """The CodeBuild project that runs this stack's GitHub Actions jobs inside its VPC (ci.runner: codebuild)."""
+    return f"{cfg.cluster.name}-deploy"
+
+
+def runs_on(cfg: StackConfig, run_id: str, attempt: str) -> list[str]:
+    """The `runs-on` labels of the jobs that preview or deploy this stack. A CodeBuild-hosted runner is
+    asked for by `codebuild-<project>-<run id>-<run attempt>` (AWS CodeBuild user guide, "Tutorial:
+    Configure a CodeBuild-hosted GitHub Actions runner")."""
+    if cfg.ci.runner == "codebuild":
+        return [f"codebuild-{runner_project(cfg)}-{run_id}-{attempt}"]
+    return list(cfg.ci.runs_on)
 
 
 def bucket_name(cfg: StackConfig, account_id: str) -> str:

@@ -197,6 +197,15 @@ class JobsSpec:
 
 
 @dataclass(frozen=True)
+class CiSpec:
+    """Where CI runs `pulumi preview` / `pulumi up` for this stack: somewhere that reaches the API endpoint."""
+    runner: str = "github-hosted"             # "github-hosted" | "codebuild" | "self-hosted"
+    runs_on: tuple[str, ...] = ("ubuntu-24.04",)   # labels (github-hosted, self-hosted)
+    connection_arn: str | None = None         # codebuild: the CodeConnections connection to GitHub
+    bootstrap: bool = False                   # this run creates only the VPC and the runner (README)
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     environment: str
@@ -211,6 +220,7 @@ class StackConfig:
     storage: StorageSpec
     jobs: JobsSpec
     secret_keys: frozenset[str] = frozenset()  # config keys that hold Pulumi secrets
+    ci: CiSpec = CiSpec()
 
     def pool(self, name: str) -> PoolSpec:
         for pool in self.pools:

@@ -79,7 +79,9 @@ def test_irsa_roles_trust_exactly_their_service_account(rendered):
 def test_system_node_group_is_small_on_demand_and_labelled(rendered):
     records = rendered("prod")
     system = named(records, "cluster-system")["inputs"]
-    assert system["nodeGroupName"] == "llm-fleet-prod-system"
+    assert "nodeGroupName" not in system and system["nodeGroupNamePrefix"] == "llm-fleet-prod-system-"
+    assert system["tags"]["llm-fleet/pool"] == "system"
+    assert system["nodeRepairConfig"] == {"enabled": True}
     assert system["capacityType"] == "ON_DEMAND" and system["amiType"] == "AL2023_x86_64_STANDARD"
     assert system["instanceTypes"] == ["m7i.xlarge"]
     assert system["scalingConfig"] == {"minSize": 2, "maxSize": 4, "desiredSize": 2}

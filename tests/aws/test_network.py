@@ -73,8 +73,9 @@ def test_prod_vpc_spans_three_azs_with_private_and_public_subnets(rendered):
     subnets = of_type(records, SUBNET)
     private = [s["inputs"] for s in subnets if "private" in s["name"]]
     public = [s["inputs"] for s in subnets if "public" in s["name"]]
-    assert sorted(s["availabilityZoneId"] for s in private) == ["use1-az1", "use1-az2", "use1-az3"]
-    assert sorted(s["availabilityZoneId"] for s in public) == ["use1-az1", "use1-az2", "use1-az3"]
+    # use1-az3 is skipped: EKS refuses control-plane subnets there (test_first_deploy)
+    assert sorted(s["availabilityZoneId"] for s in private) == ["use1-az1", "use1-az2", "use1-az4"]
+    assert sorted(s["availabilityZoneId"] for s in public) == ["use1-az1", "use1-az2", "use1-az4"]
     for s in private:
         assert s["mapPublicIpOnLaunch"] is False
         assert s["tags"]["kubernetes.io/role/internal-elb"] == "1"
@@ -158,7 +159,7 @@ def test_az_without_the_shape_is_refused(tmp_path, monkeypatch):
 
 
 def test_unpinned_pool_uses_only_azs_that_offer_its_types(tmp_path, monkeypatch):
-    narrow_offerings(monkeypatch, {"p5en.48xlarge": {"use1-az1", "use1-az3"}})
+    narrow_offerings(monkeypatch, {"p5en.48xlarge": {"use1-az1", "use1-az4"}})
     records = render(stack_file(tmp_path, lambda c: None))
     assert named(records, "gpu-h200-base")["inputs"]["subnetIds"] == ["network-private-use1-az2-id"]
 
@@ -184,20 +185,23 @@ def test_multi_node_pool_gets_efa_group_placement_group_and_one_az(tmp_path):
 def test_existing_vpc_is_used_as_given(tmp_path):
     def edit(c):
         c["llm-fleet:network"] = {"existingVpcId": "vpc-0abc12345678def00",
-                                  "existingPrivateSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
+                                  "existingPrivateSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2",
+                                                               "subnet-0aaaaaaaaaaaaaaa3"],
                                   "existingPublicSubnetIds": ["subnet-0bbbbbbbbbbbbbbb1"]}
         pool_of(c, "h200-base").update(azIds=["use1-az3"])      # the mock puts subnet ...a2 in az3
     records = render(stack_file(tmp_path, edit))
     assert of_type(records, "aws:ec2/vpc:Vpc") == [] and of_type(records, SUBNET) == []
     cluster = of_type(records, "aws:eks/cluster:Cluster")[0]["inputs"]
-    assert cluster["vpcConfig"]["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
+    # ...a2 is in use1-az3, where EKS refuses the control plane; the pool pinned there still gets it
+    assert cluster["vpcConfig"]["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa3"]
     assert named(records, "gpu-h200-base")["inputs"]["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaa2"]
 
 
 def test_existing_vpc_without_the_pinned_az_is_refused(tmp_path):
     def edit(c):
         c["llm-fleet:network"] = {"existingVpcId": "vpc-0abc12345678def00",
-                                  "existingPrivateSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]}
+                                  "existingPrivateSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2",
+                                                               "subnet-0aaaaaaaaaaaaaaa3"]}
         pool_of(c, "h200-base").update(azIds=["use1-az5"])
     message = render_error(stack_file(tmp_path, edit))
-    assert "the VPC does not span 'use1-az5'" in message and "use1-az2, use1-az3" in message
+    assert "the VPC does not span 'use1-az5'" in message and "use1-az2, use1-az3, use1-az4" in message

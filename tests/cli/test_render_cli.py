@@ -16,8 +16,8 @@ def test_json_is_the_recorded_program(capsys, rendered):
     out = json.loads(capsys.readouterr().out)
     assert out == rendered("dev")
     assert {"type", "name", "parent", "inputs"} == set(out[0])
-    assert any(r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["inputs"]["nodeGroupName"] == "llm-fleet-dev-l4-spot"
-               for r in out)
+    assert any(r["type"] == "aws:eks/nodeGroup:NodeGroup"
+               and r["inputs"].get("nodeGroupNamePrefix") == "llm-fleet-dev-l4-spot-" for r in out)
 
 
 def test_tree_nests_children_under_components(capsys):

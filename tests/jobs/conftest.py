@@ -193,7 +193,7 @@ def deploy(cfg):
             scalingConfig={"minSize": pool.min_size, "maxSize": pool.max_size, "desiredSize": pool.desired_size},
             instanceTypes=list(pool.instance_types),
             capacityType={"spot": "SPOT", "capacity-block": "CAPACITY_BLOCK"}.get(pool.capacity, "ON_DEMAND"),
-            labels={names.LABEL_POOL: pool.name}, tags={**names.tags(cfg, "nodepools"), names.LABEL_POOL: pool.name})
+            labels={names.LABEL_POOL: pool.name}, tags={**names.tags(cfg, "nodepools"), names.TAG_POOL: pool.name})
     client("s3").create_bucket(Bucket=names.bucket_name(cfg, ACCOUNT))
     return cfg
 

@@ -151,7 +151,7 @@ def test_conflict_when_a_schedule_writes_the_size_the_autoscaler_owns(prod):
                    "inputs": {"scheduleExpression": "cron(0 12 ? * MON-FRI *)",
                               "scheduleExpressionTimezone": "Asia/Shanghai",
                               "target": {"input": json.dumps({"ClusterName": "llm-fleet-prod",
-                                                              "NodegroupName": "llm-fleet-prod-h200-peak",
+                                                              "NodegroupName": "llm-fleet-prod-h200-peak-20261202",
                                                               "ScalingConfig": {"MinSize": 0, "MaxSize": 2,
                                                                                 "DesiredSize": 0}})}}})
     result = run(broken, cfg)
@@ -202,3 +202,9 @@ def test_every_kind_is_covered_here():
     import sys
     source = inspect.getsource(sys.modules[__name__])
     assert all(f'"{kind}"' in source for kind in KINDS)
+
+
+def test_the_priority_expander_is_read_from_the_render(prod):
+    cfg, records = prod
+    pools = {p.name: p.priority for p in from_render(records, cfg, build_plan(cfg)).pools}
+    assert pools["h200-spot"] > pools["h200-peak"] == pools["h200-base"] > 1      # spot first, then on-demand

@@ -44,6 +44,7 @@ def test_kubeconfig_path_is_passed_as_written():
 def test_kubeconfig_from_a_pulumi_secret(stack_values):
     values = stack_values("prod")
     values["llm-fleet:cluster"] = {"existing": {"kubeconfig": {"pulumiSecret": "kubeconfig"}}}
+    values.pop("llm-fleet:ci")          # prod's CodeBuild runner lives in a VPC an existing cluster does not have
     values["llm-fleet:kubeconfig"] = "unused"
     cfg = parse_config(values, "x", secret_keys={"llm-fleet:kubeconfig"})
     assert cfg.cluster.existing.kubeconfig.pulumi_key == "kubeconfig"

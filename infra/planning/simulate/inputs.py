@@ -163,8 +163,11 @@ def _autoscaler(records: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, in
 
 
 def _priority(patterns: Mapping[str, int], node_group: str) -> int:
+    """The expander's number for a group: its ASG is `eks-<node group name>-<uuid>`; a generated name is
+    known here only by its prefix, so a pattern written for `<prefix><unique id>` matches it too."""
     asg = f"eks-{node_group}-8ec8f9b2-1a2b-3c4d-5e6f-0123456789ab"
-    found = [p for regex, p in patterns.items() if re.match(regex, asg)]
+    found = [p for regex, p in patterns.items()
+             if re.match(regex, asg) or regex.removeprefix("^eks-").replace("[.]", ".").startswith(node_group)]
     return max(found, default=0)
 
 
@@ -265,13 +268,14 @@ def _workloads(records, plan: Plan) -> tuple[WorkloadIn, ...]:
 
 
 def _actions(records, pools: Sequence[PoolIn]) -> tuple[ScheduleAction, ...]:
-    by_group = {p.node_group: p.name for p in pools}
     out = []
     for r in _by_type(records, SCHEDULE):
         i = r["inputs"]
         body = i.get("target", {}).get("input")
         body = json.loads(body) if isinstance(body, str) else (body or {})
-        pool = by_group.get(str(body.get("NodegroupName")))
+        target = str(body.get("NodegroupName"))        # a generated name: the group's prefix + a unique id
+        pool = next((p.name for p in sorted(pools, key=lambda p: -len(p.node_group))     # the longest prefix
+                     if target == p.node_group or target.startswith(p.node_group)), None)
         sc = body.get("ScalingConfig") or {}
         if pool is None or not sc:
             continue
