@@ -28,7 +28,8 @@ def load(stack_dir: Path | None = None) -> tuple[StackConfig, Plan]:
     """Config and plan, or a RunError (the engine prints its message without a traceback)."""
     try:
         cfg = load_from_pulumi() if stack_dir is None else load_from_pulumi(stack_dir)
-        return cfg, build_plan(cfg)
+        plan = build_plan(cfg)
+        return plan.config, plan            # `prewarmMinutes: auto` resolved from the cold start
     except (ConfigError, SizingError, CatalogError, HubError) as err:
         raise pulumi.RunError(str(err)) from None
 
@@ -55,9 +56,14 @@ def build(stack_dir: Path | None = None) -> None:
         kube = _kube_target(cfg, cluster.provider, managed=True, cluster_name=cluster.name)
         pools = GpuNodePools("gpu", cfg, plan, cluster, network, kube)
         storage = WeightsStorage("weights", cfg, plan, cluster, kube, account_id)
-        # engines and the gateway come after the pools and their controllers (the LB controller's
-        # webhook must see the gateway Service; the device plugin must advertise GPUs)
-        kube = dataclasses.replace(kube, ready=(pools,))
+        # engines and the gateway come after the controllers they rely on (the LB controller's webhook
+        # must see the gateway Service; the device plugins must advertise GPUs), and each engine after
+        # its own pools' node groups only: depending on the whole GpuNodePools component would make
+        # every Kubernetes object wait on (and Pulumi expand) every pool's children.
+        addons = pools.addons
+        kube = dataclasses.replace(
+            kube, ready=tuple(r for r in (addons.device_plugin, addons.lb_controller, addons.efa_plugin) if r),
+            pools={p: (ng,) for p, ng in pools.node_groups.items()})
         weights = storage.source
         from infra.aws.jobs import FleetJobs
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -208,10 +209,14 @@ def base_outputs(base_ref: str, stack_file: Path, repo: Path) -> tuple[list[dict
             raise UserError(f"--base {base_ref}: git archive failed: {archive.stderr.decode().strip()}")
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, timeout=120)
         where = f"{relative} at --base {base_ref}"
-        records = _fleet_json(Path(tmp), Path(tmp) / relative, "render", where)
-        if not records:
-            raise UserError(f"cannot render {where}: the program registered no resources")
-        return records, _fleet_json(Path(tmp), Path(tmp) / relative, "plan", where)
+        # the render and the plan of the base run side by side (two processes)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            render = pool.submit(_fleet_json, Path(tmp), Path(tmp) / relative, "render", where)
+            plan = pool.submit(_fleet_json, Path(tmp), Path(tmp) / relative, "plan", where)
+            records = render.result()
+            if not records:
+                raise UserError(f"cannot render {where}: the program registered no resources")
+            return records, plan.result()
 
 
 def head_outputs(args: argparse.Namespace, stack_file: Path, repo: Path) -> tuple[list[dict], dict]:
@@ -236,8 +241,12 @@ def run(args: argparse.Namespace) -> int:
     if not path.resolve().is_relative_to(repo):
         raise UserError(f"{path}: not inside the git checkout {repo}, so it has no version at --base {args.base}; "
                         f"give a stack file tracked in the repository")
-    base_records, base_plan = base_outputs(args.base, path, repo)
-    head_records, head_plan = head_outputs(args, path, repo)
+    # the base ref renders in subprocesses while the head renders: wall time is the slower of the two,
+    # not their sum
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        base = pool.submit(base_outputs, args.base, path, repo)
+        head_records, head_plan = head_outputs(args, path, repo)
+        base_records, base_plan = base.result()
     resources = diff_records(base_records, head_records)
     cost = cost_delta(base_plan, head_plan)
     policy = verdicts(head_records)

@@ -11,7 +11,8 @@ import sys
 
 from infra.planning.cost import parse_month
 from infra.planning.plan import Plan, build_plan
-from scripts.common import UserError, add_stack_args, load_stack
+from infra.stack.config import load_stack_file
+from scripts.common import UserError, add_stack_args, stack_path
 
 HELP = "size models against pools and cost the stack (offline)"
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         month = parse_month(args.month) if args.month else None
     except ValueError as err:
         raise UserError(str(err)) from None
-    plan = build_plan(load_stack(args), month=month)
+    plan = build_plan(load_stack_file(stack_path(args)), month=month)     # as written: the plan resolves it, with notes
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -45,6 +46,51 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
+
+
+def cold_start_table(plan: Plan) -> str:
+    """Each deployment's cold start term by term (seconds), its physical limit and the ratio."""
+    rows = []
+    for d in plan.deployments:
+        c = d.cold_start
+        if c is None:
+            continue
+        fetch = f"{c.image_seconds}|{c.weights_seconds}" if c.overlapped else f"{c.image_seconds}+{c.weights_seconds}"
+        rows.append([d.model, d.pool, c.path, str(c.node_seconds), fetch, str(c.load_seconds), str(c.warmup_seconds),
+                     str(c.total_seconds), str(c.limit_seconds), f"{c.ratio:.2f}x", str(c.restart_seconds),
+                     str(d.load.probe_seconds)])
+    return ("\nCold start (seconds; image|weights run side by side, image+weights one after the other)\n"
+            + _table(["model", "pool", "path", "node", "image, weights", "load", "warm-up", "total", "limit",
+                      "total/limit", "same-node restart", "startup probe"], rows))
+
+
+def economics_table(plan: Plan) -> str:
+    """$/M tokens beside the API's on the same input:output mix; capacity beside break-even."""
+    rows = []
+    for m in plan.models:
+        e = plan.economics.get(m.model)
+        reach = "-" if e is None or e.reachable is None else (
+            "yes" if e.reachable else "not reachable at the stated throughput")
+        rows.append([m.model, _usd(m.monthly_usd),
+                     "-" if e is None or e.usd_per_million_tokens is None else f"${e.usd_per_million_tokens:.2f}",
+                     "-" if m.cheapest_api is None or e is None or e.api_usd_per_million_tokens is None
+                     else f"{m.cheapest_api.provider} ${e.api_usd_per_million_tokens:.2f}",
+                     "-" if e is None or e.capacity_million_tokens_per_day is None
+                     else f"{e.capacity_million_tokens_per_day:,.0f}",
+                     "-" if e is None or e.break_even_million_tokens_per_day is None
+                     else f"{e.break_even_million_tokens_per_day:,.0f}", reach,
+                     "-" if e is None else f"{e.idle_node_hours:,.0f}"])
+    mix = next(iter(plan.economics.values())).mix if plan.economics else 3.0
+    return (f"\nModels (tokens = input + output at {mix:g} input per output token, on both sides)\n"
+            + _table(["model", "$/month", "$/M tokens", "cheapest API $/M", "capacity M tok/day",
+                      "break-even M tok/day", "break-even reachable", "idle node-h/mo (pre-warm, cold start)"], rows))
+
+
+def platform_table(plan: Plan) -> str:
+    if not plan.platform:
+        return ""
+    return ("\nPlatform (non-GPU, monthly)\n"
+            + _table(["item", "$/month", "basis"], [[c.item, _usd(c.monthly_usd), c.basis] for c in plan.platform]))
 
 
 def render_table(plan: Plan) -> str:
@@ -64,15 +110,13 @@ def render_table(plan: Plan) -> str:
           f"{d.kv_cache_gb:,.1f}", f"{d.kv_bytes_per_token:,}", f"{d.max_tokens_in_flight:,}", f"{d.max_context:,}",
           str(d.max_concurrent_sequences), f"{d.min_replicas}-{d.max_replicas}",
           f"~{d.load.seconds // 60} min (probe {d.load.probe_seconds // 60} min)"] for d in plan.deployments]))
-    out.append("\nModels\n")
-    out.append(_table(
-        ["model", "$/month", "$/M tokens", "cheapest API", "break-even M tok/day"],
-        [[m.model, _usd(m.monthly_usd), "-" if m.usd_per_million_tokens is None else f"${m.usd_per_million_tokens:.2f}",
-          "-" if m.cheapest_api is None else f"{m.cheapest_api.provider} ${m.cheapest_api.blended_usd_per_m:.2f}/M",
-          "-" if m.break_even_million_tokens_per_day is None else f"{m.break_even_million_tokens_per_day:,.0f}"]
-         for m in plan.models]))
-    out.append(f"\nTotal: {_usd(plan.monthly_usd)}/month at scheduled/desired sizes, "
-               f"{_usd(plan.max_monthly_usd)}/month if every pool ran at maxSize\n")
+    out.append(cold_start_table(plan))
+    out.append(economics_table(plan))
+    out.append(platform_table(plan))
+    out.append(f"\nTotal: {_usd(plan.monthly_usd)}/month GPU pools at scheduled/desired sizes "
+               f"({_usd(plan.max_monthly_usd)}/month if every pool ran at maxSize)"
+               + (f" + {_usd(plan.platform_monthly_usd)}/month platform = "
+                  f"{_usd(plan.monthly_usd + plan.platform_monthly_usd)}/month" if plan.platform else "") + "\n")
     for d in plan.deployments:
         out.append(f"\n{d.model} on {d.pool} ({d.engine_image}):\n  {' '.join(d.engine_args)}\n")
     if plan.egress:

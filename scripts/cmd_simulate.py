@@ -22,7 +22,8 @@ from infra.planning.simulate.checks import text
 from infra.planning.simulate.cron import CronError
 from infra.planning.simulate.inputs import InputError, from_render, peak_rpm
 from infra.planning.simulate.traffic import TrafficError, business_hours, from_rows, parse_csv
-from scripts.common import UserError, add_stack_args, load_stack, parse_iso, stack_path
+from infra.stack.config import load_stack_file
+from scripts.common import UserError, add_stack_args, parse_iso, stack_path
 
 HELP = "simulate a week of the stack's capacity control loops and report violations (offline)"
 USER_ERRORS = (TrafficError, InputError, CronError)
@@ -52,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
     start = parse_iso(args.start, "--start")
     if not 0 < args.days <= MAX_DAYS:
         raise UserError(f"--days {args.days:g}: give more than 0 and at most {MAX_DAYS}")
-    cfg = load_stack(args)
+    cfg = load_stack_file(stack_path(args))                  # as written: the plan resolves it, with its notes
     if cfg.cluster.existing is not None:
         raise UserError(f"stack {cfg.stack} runs on an existing cluster (cluster.existing): its node pools are not "
                         "ours, so there is no node autoscaling to simulate")
     plan = build_plan(cfg)
+    cfg = plan.config or cfg
     sim = from_render(render(stack_path(args)), cfg, plan)
     minutes = int(round(args.days * 1440))
     models = [m.name for m in cfg.models]

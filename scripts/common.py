@@ -47,7 +47,11 @@ def stack_path(args: argparse.Namespace) -> Path:
 
 
 def load_stack(args: argparse.Namespace) -> StackConfig:
-    return load_stack_file(stack_path(args))
+    """The stack as the program runs it (`prewarmMinutes: auto` set from the modeled cold start), so the
+    jobs scale on the same lead as the EventBridge schedules and KEDA."""
+    from infra.planning.plan import with_prewarm
+
+    return with_prewarm(load_stack_file(stack_path(args)))
 
 
 def parse_iso(text: str, flag: str) -> datetime:

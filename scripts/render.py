@@ -64,6 +64,7 @@ class Recorder:
         self.region = region
         self.records: list[dict[str, Any]] = []
         self.parents: dict[tuple[str, str], str] = {}
+        self.depends: dict[tuple[str, str], list[str]] = {}
         recorder = self
 
         class _Mocks(pulumi.runtime.Mocks):
@@ -76,6 +77,8 @@ class Recorder:
         class _Monitor(pulumi.runtime.mocks.MockMonitor):
             def RegisterResource(self, request):
                 recorder.parents[(request.type, request.name)] = request.parent
+                recorder.depends[(request.type, request.name)] = sorted(
+                    {urn.rsplit("::", 1)[-1] for urn in request.dependencies})
                 return super().RegisterResource(request)
 
         self.mocks = _Mocks()
@@ -87,6 +90,7 @@ class Recorder:
         top_level = not parent or "::pulumi:pulumi:Stack::" in parent
         self.records.append({"type": args.typ, "name": args.name,
                              "parent": None if top_level else parent.rsplit("::", 1)[-1],
+                             "dependsOn": self.depends.get((args.typ, args.name), []),
                              "inputs": _mask(args.inputs)})
         state = dict(args.inputs)
         state.update(self.outputs(args.typ, args.name, args.inputs))

@@ -17,6 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.aws.cluster import Cluster, iam_name, irsa_trust_policy
+from infra.planning.coldstart import CACHE_PATHS
 from infra.planning.plan import Plan
 from infra.runtime import secret_output
 from infra.stack import names
@@ -53,10 +54,19 @@ def tls_only_policy(bucket_arn: str) -> dict:
         "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
 
 
-def reader_policy(bucket_arn: str, key_arn: str, prefixes: list[str]) -> dict:
-    """Read the model prefixes only: get their objects, list inside them, decrypt with the bucket key."""
+def reader_policy(bucket_arn: str, key_arn: str, prefixes: list[str], cache_prefixes: list[str] = ()) -> dict:
+    """Read the model prefixes only: get their objects, list inside them, decrypt with the bucket key.
+    Read and write the models' compile-cache prefixes (serving pods restore and save engine caches)."""
     statements: list[dict] = [{"Sid": "DecryptWeights", "Effect": "Allow", "Action": "kms:Decrypt",
                                "Resource": key_arn}]
+    if cache_prefixes:
+        statements += [
+            {"Sid": "CompileCacheObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": [f"{bucket_arn}/{p}*" for p in cache_prefixes]},
+            {"Sid": "CompileCacheList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
+             "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in cache_prefixes]}}},
+            {"Sid": "EncryptCompileCache", "Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": key_arn},
+        ]
     if prefixes:
         statements += [
             {"Sid": "ReadModelObjects", "Effect": "Allow", "Action": "s3:GetObject",
@@ -142,9 +152,10 @@ class WeightsStorage(pulumi.ComponentResource):
         models = copied_models(cfg)
         source = WeightsSource(bucket_name=bucket.bucket, reader_service_account=READER_SA, region=cfg.region)
         prefixes = [source.prefix(m.name, m.revision) for m in models]
+        caches = [source.cache_prefix(m.name, m.revision) for m in models if m.loading in CACHE_PATHS]
         reader = self._role(f"{name}-reader", iam_name(cluster_name, "weights-reader"), READER_SA, cluster, tags,
                             pulumi.Output.all(bucket.arn, key.arn).apply(
-                                lambda a: json.dumps(reader_policy(a[0], a[1], prefixes))))
+                                lambda a: json.dumps(reader_policy(a[0], a[1], prefixes, caches))))
         self.source = source
 
         # -- Kubernetes side: service accounts, the token Secret, the script, one Job per model revision

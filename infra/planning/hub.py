@@ -12,8 +12,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import requests
-
 TIMEOUT_SECONDS = 20
 
 
@@ -35,8 +33,9 @@ def read_local(directory: str | Path) -> dict[str, Any]:
         raise HubError(f"{path}: not valid JSON ({err})") from None
 
 
-def fetch_config(hf_id: str, revision: str = "main", session: requests.Session | None = None) -> dict[str, Any]:
-    """config.json of `hf_id` at `revision`; a cached copy is used when present (pin a commit to be exact)."""
+def fetch_config(hf_id: str, revision: str = "main", session: Any = None) -> dict[str, Any]:
+    """config.json of `hf_id` at `revision`; a cached copy is used when present (pin a commit to be exact).
+    `requests` is imported only when the hub is really asked: `fleet plan` on catalog models stays light."""
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", hf_id) or not re.fullmatch(r"[\w./-]+", revision):
         raise HubError(f"{hf_id}@{revision}: not a Hugging Face repo id and revision")
     cached = cache_dir() / hf_id / revision / "config.json"
@@ -45,6 +44,8 @@ def fetch_config(hf_id: str, revision: str = "main", session: requests.Session |
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     url = f"{endpoint}/{hf_id}/resolve/{revision}/config.json"
     headers = {"Authorization": f"Bearer {os.environ['HF_TOKEN']}"} if os.environ.get("HF_TOKEN") else {}
+    import requests
+
     try:
         response = (session or requests).get(url, headers=headers, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as err:

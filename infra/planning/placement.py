@@ -3,7 +3,9 @@ which workload of a model scales on its queue. Pure; infra.serving builds the po
 from these answers and `fleet simulate` reads them back from the render.
 
 A model's spot placement is its elastic workload: its pods may also land on the model's on-demand
-pools of the same shape that can grow (replicas.max above replicas.min), and cluster-autoscaler's
+pools of the same shape that can grow (replicas.max above replicas.min) and have no schedule (pods of
+the elastic workload on a scheduled pool's nodes would hold the nodes its window needs: `fleet simulate`
+shows the window not Ready; that needs pod priorities and preemption first), and cluster-autoscaler's
 priority expander tries the spot group first (infra.aws.addons.PRIORITIES); a spot group that cannot
 launch is backed off and the on-demand one is used. Only that workload scales on the model's waiting
 requests: when every placement scaled on the same sum, 10 waiting requests asked for a replica in
@@ -29,6 +31,7 @@ def fallback_pools(cfg: StackConfig, deployments: tuple[DeploymentPlan, ...]) ->
             continue
         others = tuple(d.pool for d in deployments
                        if d.model == dep.model and d.pool != dep.pool and cfg.pool(d.pool).capacity == "on-demand"
+                       and cfg.pool(d.pool).schedule is None
                        and d.instance_type == dep.instance_type and d.max_replicas > d.min_replicas)
         if others:
             out[(dep.model, dep.pool)] = others

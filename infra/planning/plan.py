@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogError, CatalogModel, load_catalog, version_key
+from infra.planning.coldstart import ColdStart, prewarm_minutes, rates
 from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
+from infra.planning.economics import (
+    INPUT_PER_OUTPUT,
+    PlatformCost,
+    TokenEconomics,
+    idle_node_hours,
+    node_starts_per_month,
+    platform_costs,
+    token_economics,
+)
 from infra.planning.hub import fetch_config
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
 from infra.planning.windows_plan import effective_schedule
@@ -29,12 +39,19 @@ class Plan:
     models: tuple[ModelCost, ...]
     notes: tuple[str, ...]
     egress: tuple[str, ...] = ()      # per key: which models' requests may leave the cluster, to whom
-    # per scheduled pool, the schedule it really follows (pre-warm defaulted, short gaps merged:
+    platform: tuple[PlatformCost, ...] = ()               # non-GPU monthly costs, apart from the pools
+    config: StackConfig | None = None                     # the stack with `prewarmMinutes: auto` resolved
+    economics: Mapping[str, TokenEconomics] = field(default_factory=dict)   # per model, like for like
+    # per scheduled pool, the schedule it really follows (pre-warm resolved, short gaps merged:
     # infra.planning.windows_plan); the KEDA cron triggers, the cost and `fleet simulate` read this
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
 
     def schedule(self, pool: str) -> Schedule | None:
         return self.schedules.get(pool)
+
+    @property
+    def platform_monthly_usd(self) -> float:
+        return sum(c.monthly_usd for c in self.platform)
 
     @property
     def monthly_usd(self) -> float:
@@ -56,7 +73,11 @@ class Plan:
             "monthlyUSD": round(self.monthly_usd, 2), "maxMonthlyUSD": round(self.max_monthly_usd, 2),
             "pools": [_pool_json(p) for p in self.pools],
             "deployments": [_deployment_json(d) for d in self.deployments],
-            "models": [_model_json(m) for m in self.models],
+            "models": [_model_json(m, self.economics.get(m.model)) for m in self.models],
+            "gpuMonthlyUSD": round(self.monthly_usd, 2),
+            "platformMonthlyUSD": round(self.platform_monthly_usd, 2),
+            "platform": [{"item": c.item, "monthlyUSD": round(c.monthly_usd, 2), "basis": c.basis}
+                         for c in self.platform],
             "notes": list(self.notes),
             "egress": list(self.egress),
         }
@@ -68,12 +89,18 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
     """Size and cost the whole stack, or raise SizingError naming the model, pool and the way out."""
     catalog = catalog or load_catalog()
     notes: list[str] = []
+    pools = []
     for pool in cfg.pools:
         for itype in pool.instance_types:
             try:
                 catalog.instance(itype)
             except CatalogError as err:
                 raise SizingError(f"pools.{pool.name}.instanceTypes: {err}") from None
+        shape = catalog.instance(pool.instance_type)
+        try:
+            pools.append(pool_cost(pool, shape, cfg.region, month))
+        except CatalogError as err:
+            raise SizingError(f"pools.{pool.name}: {err}; choose a region the catalog prices") from None
     deployments: list[DeploymentPlan] = []
     per_model: dict[str, list[DeploymentPlan]] = {}
     for spec in cfg.models:
@@ -84,7 +111,8 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
             spec = dataclasses.replace(spec, loading="hub")
         for placement in spec.placements:
             pool = cfg.pool(placement.pool)
-            dep = plan_deployment(spec, placement, pool, cfg.engines[spec.engine], resolved, catalog)
+            dep = plan_deployment(spec, placement, pool, cfg.engines[spec.engine], resolved, catalog,
+                                  existing_cluster=cfg.cluster.existing is not None)
             dep = _with_efa_image(dep, cfg)
             for other in pool.instance_types[1:]:
                 alt = dataclasses.replace(pool, instance_types=(other,))
@@ -93,28 +121,69 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
             deployments.append(dep)
             per_model.setdefault(spec.name, []).append(dep)
             notes.extend(f"{spec.name} on {pool.name}: {n}" for n in dep.notes)
-    pools = []
-    schedules: dict[str, Schedule] = {}
     for pool in cfg.pools:
         if not any(d.pool == pool.name for d in deployments):
             notes.append(f"pool {pool.name} serves no model")
-        schedule, schedule_notes = effective_schedule(pool, [d for d in deployments if d.pool == pool.name])
-        notes.extend(schedule_notes)
-        if schedule is not None:
-            schedules[pool.name] = schedule
-        try:
-            pools.append(pool_cost(dataclasses.replace(pool, schedule=schedule), catalog.instance(pool.instance_type),
-                                   cfg.region, month))
-        except CatalogError as err:
-            raise SizingError(f"pools.{pool.name}: {err}; choose a region the catalog prices") from None
+    cfg, schedules = resolve_schedules(cfg, deployments, notes)
+    for i, pool in enumerate(cfg.pools):
+        if pool.schedule is not None:                                      # costed again as it will run
+            pools[i] = pool_cost(pool, catalog.instance(pool.instance_type), cfg.region, month)
     pool_map = {p.pool: p for p in pools}
     models = tuple(
         model_cost(spec, per_model[spec.name], deployments, pool_map,
                    catalog.api_prices_for(resolved_key) if (resolved_key := _catalog_key(spec, catalog)) else ())
         for spec in cfg.models)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
-                deployments=tuple(deployments), models=models, notes=tuple(notes), egress=egress(cfg),
-                schedules=schedules)
+                deployments=tuple(deployments), models=models, notes=tuple(notes),
+                platform=_platform(cfg, deployments), economics=_economics(cfg, models, per_model), config=cfg,
+                egress=egress(cfg), schedules=schedules)
+
+
+def resolve_schedules(cfg: StackConfig, deployments: list[DeploymentPlan],
+                      notes: list[str]) -> tuple[StackConfig, dict[str, Schedule]]:
+    """The stack with every pool's schedule as it will run (infra.planning.windows_plan): `prewarmMinutes:
+    auto` (or left out) set from the modeled cold start and the replicas' ramp, gaps too short to be worth a
+    scale-down merged; KEDA, the jobs, the cost and `fleet simulate` all use the same windows."""
+    pools, schedules = [], {}
+    for pool in cfg.pools:
+        schedule, found = effective_schedule(pool, [d for d in deployments if d.pool == pool.name])
+        notes.extend(found)
+        if schedule is not None:
+            schedules[pool.name] = schedule
+            pool = dataclasses.replace(pool, schedule=schedule)
+        pools.append(pool)
+    return dataclasses.replace(cfg, pools=tuple(pools)), schedules
+
+
+def with_prewarm(cfg: StackConfig) -> StackConfig:
+    """`cfg` as the program runs it: unchanged unless a pool has a schedule, whose pre-warm (`auto`) and
+    merged gaps need the plan (resolve_schedules)."""
+    if not any(p.schedule is not None for p in cfg.pools):
+        return cfg
+    return build_plan(cfg).config
+
+
+def _platform(cfg: StackConfig, deployments: list[DeploymentPlan]) -> tuple[PlatformCost, ...]:
+    starts = sum(node_starts_per_month(cfg).values())
+    image_gb = max((rates()["image"]["compressedGB"][d.engine] for d in deployments), default=0.0)
+    weights_gb = sum({d.model: d.weights_gb for d in deployments}.values())
+    return platform_costs(cfg, starts, image_gb, weights_gb)
+
+
+def _economics(cfg: StackConfig, models: tuple[ModelCost, ...],
+               per_model: dict[str, list[DeploymentPlan]]) -> dict[str, TokenEconomics]:
+    """Per model: tokens on the stated mix, less what pre-warm and cold-start hours cannot serve."""
+    out = {}
+    for m in models:
+        spec = next(s for s in cfg.models if s.name == m.model)
+        idle = sum(idle_node_hours(cfg, d.pool, d.load.seconds) * d.replicas_per_node / d.layout.nodes
+                   for d in per_model.get(m.model, []))
+        tokens = m.output_tokens_per_month
+        if tokens is not None and spec.throughput is not None:
+            rate = spec.throughput.output_tokens_per_second * spec.throughput.utilization
+            tokens = max(0.0, tokens - idle * 3600 * rate)
+        out[m.model] = token_economics(m.monthly_usd, tokens, m.cheapest_api, idle)
+    return out
 
 
 def egress(cfg: StackConfig) -> tuple[str, ...]:
@@ -207,15 +276,42 @@ def _deployment_json(d: DeploymentPlan) -> dict[str, Any]:
         "replicas": {"min": d.min_replicas, "max": d.max_replicas},
         "load": {"method": d.load.method, "estimateSeconds": d.load.seconds,
                  "startupProbeSeconds": d.load.probe_seconds, "basis": d.load.basis},
+        "coldStart": None if d.cold_start is None else cold_start_json(d.cold_start),
         "engineArgs": list(d.engine_args),
     }
 
 
-def _model_json(m: ModelCost) -> dict[str, Any]:
+def economics_json(e: TokenEconomics | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"inputPerOutputTokens": e.mix, "usdPerMillionTokens": _r(e.usd_per_million_tokens, 3),
+            "apiUSDPerMillionTokens": _r(e.api_usd_per_million_tokens, 3),
+            "capacityMillionTokensPerDay": _r(e.capacity_million_tokens_per_day, 1),
+            "breakEvenMillionTokensPerDay": _r(e.break_even_million_tokens_per_day, 1),
+            "breakEvenReachable": e.reachable, "idleNodeHoursPerMonth": _r(e.idle_node_hours, 1),
+            "basis": f"both sides on {INPUT_PER_OUTPUT:g} input tokens per output token; tokens at the stated "
+                     "throughput less pre-warm and cold-start hours"}
+
+
+def cold_start_json(c: ColdStart) -> dict[str, Any]:
+    return {"path": c.path, "nodeSeconds": c.node_seconds, "imageSeconds": c.image_seconds,
+            "weightsSeconds": c.weights_seconds, "loadSeconds": c.load_seconds, "warmupSeconds": c.warmup_seconds,
+            "totalSeconds": c.total_seconds, "limitSeconds": c.limit_seconds, "ratio": round(c.ratio, 2),
+            "restartSeconds": c.restart_seconds, "firstStartSeconds": c.first_start_seconds,
+            "prewarmMinutes": prewarm_minutes(c.total_seconds), "overlapped": list(c.overlapped),
+            "basis": list(c.basis)}
+
+
+def _model_json(m: ModelCost, e: TokenEconomics | None) -> dict[str, Any]:
+    """`usdPerMillionTokens` and `breakEvenMillionTokensPerDay` are like for like (input + output tokens
+    on the stated mix, both sides: `economics`); the output-only figure keeps its own name."""
     api = m.cheapest_api
     return {"model": m.model, "monthlyUSD": _r(m.monthly_usd),
             "outputTokensPerMonth": None if m.output_tokens_per_month is None else int(m.output_tokens_per_month),
-            "usdPerMillionTokens": _r(m.usd_per_million_tokens, 3),
-            "cheapestApi": None if api is None else {"provider": api.provider, "blendedUSDPerM": api.blended_usd_per_m,
-                                                      "asOf": api.as_of},
-            "breakEvenMillionTokensPerDay": _r(m.break_even_million_tokens_per_day, 1)}
+            "usdPerMillionOutputTokens": _r(m.usd_per_million_tokens, 3),
+            "usdPerMillionTokens": None if e is None else _r(e.usd_per_million_tokens, 3),
+            "cheapestApi": None if api is None else {
+                "provider": api.provider, "blendedUSDPerM": api.blended_usd_per_m, "asOf": api.as_of,
+                "usdPerMillionTokensOnMix": None if e is None else _r(e.api_usd_per_million_tokens, 3)},
+            "breakEvenMillionTokensPerDay": None if e is None else _r(e.break_even_million_tokens_per_day, 1),
+            "economics": economics_json(e)}

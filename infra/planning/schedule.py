@@ -8,6 +8,7 @@ UTC instant, never the local one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -104,6 +105,7 @@ REFERENCE_YEAR = 2026
 AVERAGE_MONTH_HOURS = 8760 / 12
 
 
+@functools.lru_cache(maxsize=256)
 def average_monthly_node_hours(schedule: Schedule) -> float:
     """Node-hours in an average month: a whole reference year in the pool's zone, divided by 12."""
     zone = schedule.zone

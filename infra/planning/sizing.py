@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogModel, InstanceShape
+from infra.planning.coldstart import ColdStart, weights_path
 from infra.planning.hub import HubError, fetch_config, read_local
 from infra.planning.loading import LoadEstimate, estimate_load
 from infra.planning.modelarch import ArchError, ModelArch, arch_from_config
@@ -85,6 +86,7 @@ class DeploymentPlan:
     is_moe: bool
     active_params_b: float
     notes: tuple[str, ...]
+    cold_start: ColdStart | None = None      # load.seconds == cold_start.total_seconds (coldstart.py)
 
     @property
     def max_tokens_in_flight(self) -> int:
@@ -181,8 +183,9 @@ def check_precision(spec: ModelSpec, resolved: ResolvedModel) -> tuple[str, ...]
 
 
 def plan_deployment(spec: ModelSpec, placement: Placement, pool: PoolSpec, engine: EngineImage,
-                    resolved: ResolvedModel, catalog: Catalog) -> DeploymentPlan:
-    """Choose the smallest layout that holds the weights and at least one sequence at the context."""
+                    resolved: ResolvedModel, catalog: Catalog, existing_cluster: bool = False) -> DeploymentPlan:
+    """Choose the smallest layout that holds the weights and at least one sequence at the context.
+    `existing_cluster`: the nodes are not ours to launch and the weights come from the hub."""
     arch = resolved.arch
     path = f"models.{spec.name} on pool {pool.name}"
     try:
@@ -217,7 +220,8 @@ def plan_deployment(spec: ModelSpec, placement: Placement, pool: PoolSpec, engin
     if resolved.entry and flags is None:
         notes.append(f"no catalog flags for {spec.engine} {engine.version}; parsers/speculative decoding not set")
     args = engine_args(spec, layout, max_context, precision_args, flags.args if flags else ())
-    load = estimate_load(weights / GB, spec.loading, shape, layout.nodes)
+    wpath = weights_path(spec.loading, spec.is_local, existing_cluster)
+    load, cold = estimate_load(weights / GB, wpath, shape, spec.engine, launches_nodes=not existing_cluster)
     return DeploymentPlan(
         model=spec.name, source=spec.source, revision=spec.revision, pool=pool.name,
         instance_type=shape.name, precision=spec.precision, engine=spec.engine, engine_image=engine.ref,
@@ -228,7 +232,7 @@ def plan_deployment(spec: ModelSpec, placement: Placement, pool: PoolSpec, engin
         kv_bytes_per_token=arch.kv_bytes_per_token(kv_bytes), max_context=max_context,
         min_replicas=placement.min_replicas, max_replicas=placement.max_replicas, engine_args=args, load=load,
         multi_node=layout.nodes > 1, efa_interfaces=shape.efa_interfaces, is_moe=arch.is_moe,
-        active_params_b=arch.active_params() / 1e9, notes=tuple(notes))
+        active_params_b=arch.active_params() / 1e9, notes=tuple(notes), cold_start=cold)
 
 
 def engine_args(spec: ModelSpec, layout: Layout, max_context: int, precision_args: tuple[str, ...],

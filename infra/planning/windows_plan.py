@@ -92,14 +92,14 @@ def effective_schedule(pool: PoolSpec, deps: Sequence[DeploymentPlan]) -> tuple[
     lead = math.ceil(ready_lead_seconds(deps, schedule) / 60)
     prewarm = schedule.prewarm_minutes
     where = f"pools.{pool.name}.schedule"
-    if not schedule.prewarm_given:
+    if schedule.prewarm_auto:
         prewarm = lead
-        notes.append(f"{where}.prewarmMinutes defaults to the modeled cold start ({cold_min} min) and the "
-                     f"replicas' ramp: {lead} min")
+        notes.append(f"pool {pool.name}: prewarmMinutes auto = {lead} min, the modeled cold start ({cold_min} min) "
+                     "and the replicas' ramp")
     elif prewarm < lead:
-        notes.append(f"{where}.prewarmMinutes {prewarm} is less than the modeled cold start ({cold_min} min; "
-                     f"{lead} min with the replicas' ramp): the windows' size will not be Ready at their start; "
-                     f"raise it to {lead} or leave it out for that default")
+        notes.append(f"pool {pool.name}: schedule.prewarmMinutes {prewarm} is shorter than the modeled cold start "
+                     f"({cold_min} min; {lead} min with the replicas' ramp): replicas are ready ~{lead - prewarm} min "
+                     f"into each window; set prewarmMinutes to {lead} or auto")
     threshold = cold_min + math.ceil(release_seconds(deps) / 60)
     windows, merged = _merge_gaps(schedule.windows, prewarm, threshold)
     for (start, end, nxt), days in merged.items():
@@ -107,7 +107,7 @@ def effective_schedule(pool: PoolSpec, deps: Sequence[DeploymentPlan]) -> tuple[
                      f"{prewarm} min pre-warm) is shorter than the pool's modeled cold start ({cold_min} min) plus "
                      f"its scale-down delays ({threshold - cold_min} min: KEDA cooldown, node scale-down): "
                      "merged, the pool stays up (a scale-down there would only reload the model)")
-    return replace(schedule, windows=windows, prewarm_minutes=prewarm, prewarm_given=True), notes
+    return replace(schedule, windows=windows, prewarm_minutes=prewarm, prewarm_auto=False), notes
 
 
 def _minutes(t: time) -> int:

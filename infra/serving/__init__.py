@@ -6,16 +6,18 @@ registers them, each with the explicit provider and after the chart that install
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.planning.catalog import load_catalog
+from infra.planning.coldstart import PREPULL_IMAGE
 from infra.planning.placement import fallback_pools, queue_owners
 from infra.planning.plan import Plan
 from infra.runtime import secret_output
-from infra.serving import autoscaling, controllers, engines, gateway_k8s, isolation, monitoring
+from infra.serving import autoscaling, controllers, engines, gateway_k8s, isolation, monitoring, warmstart
 from infra.stack import names
 from infra.stack.spec import ModelSpec, SecretRef, StackConfig
 from infra.wiring import KubeTarget, WeightsSource
@@ -67,6 +69,7 @@ class Serving(pulumi.ComponentResource):
                       if any(scalers) else None)
         for spec, scaler in zip(specs, scalers, strict=True):
             self._engine(spec, scaler)
+        self._prepull(specs)
 
         # one Service per model over all its placements: the gateway's only private backend for it
         for model in cfg.models:
@@ -100,7 +103,8 @@ class Serving(pulumi.ComponentResource):
                 name=names.deployment_name(dep.model, dep.pool), namespace=self._ns, dep=dep,
                 accelerator=cfg.cluster.accelerator, node_selector=pool.selector, vcpus=shape.vcpus,
                 memory_mib=shape.memory_mib, gpus_per_node=shape.gpu_count,
-                weights=_weights_plan(models[dep.model], weights, cfg.region, hf),
+                weights=_with_compile_cache(_weights_plan(models[dep.model], weights, cfg.region, hf),
+                                            models[dep.model], weights, dep.engine_image),
                 grace_seconds=cfg.gateway.request_timeout_seconds + 60,
                 fallback_pools=fallbacks.get((dep.model, dep.pool), ())))
         return out
@@ -116,16 +120,36 @@ class Serving(pulumi.ComponentResource):
             workload = k8s.apiextensions.CustomResource(
                 f"{name}-{spec.name}", api_version=manifest["apiVersion"], kind=manifest["kind"],
                 metadata=manifest["metadata"], spec=manifest["spec"],
-                opts=pulumi.ResourceOptions.merge(kube.opts(self, self._lws), keep))
+                opts=pulumi.ResourceOptions.merge(kube.pool_opts(self, spec.dep.pool, self._lws), keep))
         else:
             workload = k8s.apps.v1.Deployment(f"{name}-{spec.name}", metadata=manifest["metadata"],
                                               spec=manifest["spec"],
-                                              opts=pulumi.ResourceOptions.merge(kube.opts(self), keep))
+                                              opts=pulumi.ResourceOptions.merge(kube.pool_opts(self, spec.dep.pool),
+                                                                                keep))
         pdb = engines.pod_disruption_budget(spec)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-{spec.name}-pdb", metadata=pdb["metadata"], spec=pdb["spec"],
                                           opts=kube.opts(self))
         if scaler is not None:
             self._custom(f"{name}-{spec.name}-scaler", scaler, self._keda, workload)
+
+    def _prepull(self, specs: list[engines.EngineSpec]) -> None:
+        """One DaemonSet per pool and engine image that pulls the image as a node joins, while the
+        engine pod's init container fetches the weights (coldstart.PREPULL_IMAGE)."""
+        if not PREPULL_IMAGE:
+            return
+        seen: set[tuple[str, str]] = set()
+        for spec in specs:
+            key = (spec.dep.pool, spec.dep.engine_image)
+            if key in seen or spec.weights.method != "nvme":
+                continue
+            seen.add(key)
+            ds_name = names.dns_label(f"prepull-{spec.dep.pool}-{spec.dep.engine}")
+            ds = warmstart.prepull_daemonset(ds_name, self._ns, spec.dep.engine_image, spec.dep.pool,
+                                             spec.node_selector, engines.ACCELERATORS[spec.accelerator]["taint"])
+            # a 12 GB pull onto every node outlasts `pulumi up`: do not wait for the rollout
+            ds["metadata"]["annotations"] = {"pulumi.com/skipAwait": "true"}
+            k8s.apps.v1.DaemonSet(f"{self._name}-{ds_name}", metadata=ds["metadata"], spec=ds["spec"],
+                                  opts=self._kube.pool_opts(self, spec.dep.pool))
 
     # ------------------------------------------------------------------------------------------ gateway
 
@@ -240,6 +264,16 @@ def _weights_plan(model: ModelSpec, weights: WeightsSource | None, region: str,
         method, source_uri=weights.uri(model.name, model.revision), marker_uri=marker, region=weights.region,
         service_account=weights.reader_service_account,
         cache_dir=f"{engines.NVME_ROOT}/llm-fleet/{model.name}/{model.revision}")
+
+
+def _with_compile_cache(plan: engines.WeightsPlan, model: ModelSpec, weights: WeightsSource | None,
+                        image: str) -> engines.WeightsPlan:
+    """Keep the engine's compile caches per model revision on the node; on the S3 paths also restore
+    them from and save them to the bucket (what the cold-start model's warm-up assumes)."""
+    cache_dir = warmstart.compile_cache_dir(plan.method, model.name, model.revision, engines.NVME_ROOT)
+    uri = (weights.cache_uri(model.name, model.revision, image)
+           if weights is not None and warmstart.cache_restored(plan.method) else None)
+    return dataclasses.replace(plan, compile_cache_dir=cache_dir, cache_uri=uri)
 
 
 def _lb_url(status: Any, scheme: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.sizing import PORT, DeploymentPlan
+from infra.serving import warmstart
 from infra.serving.engine_probes import (
     _DRAIN,
     _WORKER_WAIT,
@@ -32,12 +33,9 @@ from infra.serving.engine_probes import (
     probes,
     worker_probes,
 )
+from infra.serving.warmstart import S5CMD_IMAGE
 from infra.stack.names import LABEL_MODEL, LABEL_POOL, LABEL_ROLE
 
-# Pinned: peakcom/s5cmd v2.3.0, the upstream image (alpine, /bin/sh, binary at /s5cmd); seen pinned the
-# same way in public manifests (find_string "peakcom/s5cmd:v2.3.0"). Speaks the AWS default credential
-# chain (IRSA / Pod Identity of the reader service account).
-S5CMD_IMAGE = "peakcom/s5cmd:v2.3.0"
 NVME_ROOT = "/mnt/k8s-disks/0"            # where the node pools mount the instance-store RAID0
 HF_CACHE_HOST = "/var/lib/llm-fleet/hf-cache"
 FSX_CLAIM = "llm-fleet-weights"
@@ -69,11 +67,8 @@ if ! /s5cmd ls "$MARKER" >/dev/null 2>&1; then
   exit 1
 fi
 """
-_SYNC = """\
-echo "llm-fleet: syncing $SOURCE to $TARGET"
-/s5cmd --numworkers 32 sync --delete --concurrency 4 --part-size 32 "${SOURCE}*" "$TARGET/"
-echo "llm-fleet: weights in $TARGET are complete"
-"""
+
+
 @dataclass(frozen=True)
 class WeightsPlan:
     """How one deployment's pods get the weights; built by the component from the stack's storage."""
@@ -88,6 +83,8 @@ class WeightsPlan:
     local_path: str | None = None
     hf_token: tuple[str, str] | None = None   # (Secret name, key)
     cache_dir: str | None = None              # hostPath for nvme
+    compile_cache_dir: str | None = None      # hostPath for the engine's compile caches (per model revision)
+    cache_uri: Any = None                     # s3://bucket/compile-cache/<m>/<rev>/<image>/ (restored, saved)
 
 
 @dataclass(frozen=True)
@@ -226,6 +223,7 @@ def env(spec: EngineSpec, role: str = "single") -> list[dict[str, Any]]:
         out += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"}]
     if w.region and w.method in ("nvme", "runai-streamer"):
         out += [{"name": "AWS_REGION", "value": w.region}, {"name": "AWS_DEFAULT_REGION", "value": w.region}]
+    out += warmstart.compile_cache_env(w.compile_cache_dir)
     if w.method == "hub":
         out.append({"name": "HF_HOME", "value": "/hf-cache"})
         if w.hf_token:
@@ -251,6 +249,9 @@ def volumes(spec: EngineSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     elif w.method == "hub":
         vols.append({"name": "hf-cache", "hostPath": {"path": HF_CACHE_HOST, "type": "DirectoryOrCreate"}})
         mounts.append({"name": "hf-cache", "mountPath": "/hf-cache"})
+    if (cache := warmstart.compile_cache_volume(w.compile_cache_dir)) is not None:
+        vols.append(cache)
+        mounts.append({"name": warmstart.CACHE_VOLUME, "mountPath": warmstart.CACHE_MOUNT})
     return vols, mounts
 
 
@@ -258,15 +259,20 @@ def init_containers(spec: EngineSpec) -> list[dict[str, Any]]:
     w = spec.weights
     if w.method not in ("nvme", "runai-streamer"):
         return []
-    script = _FETCH + (_SYNC if w.method == "nvme" else "")
+    script = (_FETCH + (warmstart.sync_script() if w.method == "nvme" else "")
+              + (warmstart.RESTORE_CACHE if w.cache_uri else ""))
     env_vars = [{"name": "SOURCE", "value": w.source_uri}, {"name": "MARKER", "value": w.marker_uri},
                 {"name": "TARGET", "value": WEIGHTS_MOUNT}, {"name": "AWS_REGION", "value": w.region}]
     container: dict[str, Any] = {
         "name": "fetch-weights" if w.method == "nvme" else "check-weights", "image": S5CMD_IMAGE,
         "command": ["/bin/sh", "-ec", script], "env": env_vars,
         "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}}}
-    if w.method == "nvme":
-        container["volumeMounts"] = [{"name": "weights", "mountPath": WEIGHTS_MOUNT}]
+    mounts = [{"name": "weights", "mountPath": WEIGHTS_MOUNT}] if w.method == "nvme" else []
+    if w.cache_uri:
+        env_vars.append({"name": "CACHE_URI", "value": w.cache_uri})
+        mounts.append({"name": warmstart.CACHE_VOLUME, "mountPath": warmstart.CACHE_MOUNT})
+    if mounts:
+        container["volumeMounts"] = mounts
     return [container]
 
 
@@ -291,8 +297,10 @@ def container(spec: EngineSpec, role: str) -> dict[str, Any]:
 def pod_spec(spec: EngineSpec, role: str) -> dict[str, Any]:
     vols, _ = volumes(spec)
     taint = ACCELERATORS[spec.accelerator]["taint"]
+    w = spec.weights
+    saver = warmstart.save_cache_container(w.cache_uri, w.region, PORT) if role != "worker" else None
     pod: dict[str, Any] = {
-        "containers": [container(spec, role)],
+        "containers": [container(spec, role), *([saver] if saver else [])],
         "volumes": vols,
         "nodeSelector": dict(spec.node_selector),
         "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}] + [

@@ -34,7 +34,9 @@ class Schedule:
     windows: tuple[Window, ...]
     off_size: int
     prewarm_minutes: int
-    prewarm_given: bool = True   # False: the stack left it out; the planner defaults it to the cold start
+    # `prewarmMinutes: auto` (or left out): the planner sets prewarm_minutes to the modeled cold start of
+    # what the pool serves plus the replicas' ramp (infra.planning.windows_plan); until then it is 0
+    prewarm_auto: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
@@ -84,8 +86,12 @@ def parse_schedule(node: Node, max_size: int) -> Schedule:
         raise ConfigError(f"{node.sub('timezone')}: {zone_name!r} is not an IANA time zone; use a name such as "
                           "Asia/Shanghai, Europe/London or UTC") from None
     off = node.int("offSize", 0, minimum=0, maximum=max_size)
-    prewarm = node.int("prewarmMinutes", 0, minimum=0, maximum=720)
-    prewarm_given = node.has("prewarmMinutes")
+    # left out: `auto` too (the pre-warm defaults to the modeled cold start; a stack may set more)
+    auto = node.raw("prewarmMinutes", "auto") == "auto"
+    if isinstance(node.raw("prewarmMinutes", 0), str) and not auto:
+        raise ConfigError(f"{node.sub('prewarmMinutes')}: {node.raw('prewarmMinutes', 0)!r} is not a whole number "
+                          "of minutes or 'auto' (the modeled cold start of the pool's models)")
+    prewarm = 0 if auto else node.int("prewarmMinutes", 0, minimum=0, maximum=720)
     windows = []
     for item in node.items("windows"):
         start = parse_time(item.req("start"), item.sub("start"))
@@ -109,7 +115,7 @@ def parse_schedule(node: Node, max_size: int) -> Schedule:
                 raise ConfigError(f"{node.sub('windows')}[{j}]: overlaps window [{i}] on "
                                   f"{DAYS[min(common)]} ({hm(b.start)}-{hm(b.end)} vs {hm(a.start)}-{hm(a.end)}); "
                                   "one pool's windows must not overlap")
-    return Schedule(zone_name, tuple(windows), off, prewarm, prewarm_given)
+    return Schedule(zone_name, tuple(windows), off, prewarm, auto)
 
 
 def hm(t: time) -> str:

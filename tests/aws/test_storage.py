@@ -60,7 +60,12 @@ def test_reader_role_reads_only_the_served_model_prefixes(rendered):
         "StringLike": {"s3:prefix": ["models/glm-5-1/main/*", "models/qwen2-5-7b/main/*"]}}
     assert by_sid["DecryptWeights"]["Action"] == "kms:Decrypt"
     actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in actions)
+    assert not any(a.startswith("s3:Delete") for a in actions)
+    # it writes nothing but the compile caches of the models it serves (saved once per revision)
+    writes = [s for s in policy["Statement"] if "s3:PutObject" in s["Action"]]
+    assert [w["Sid"] for w in writes] == ["CompileCacheObjects"]
+    assert writes[0]["Resource"] == [f"arn:aws:s3:::{BUCKET}/compile-cache/glm-5-1/main/*",
+                                     f"arn:aws:s3:::{BUCKET}/compile-cache/qwen2-5-7b/main/*"]
     trust = json.loads(named(records, "weights-reader-role")["inputs"]["assumeRolePolicy"])
     issuer = "oidc.eks.us-east-1.amazonaws.com/id/MOCKllm-fleet-prod"
     subject = trust["Statement"][0]["Condition"]["StringEquals"][f"{issuer}:sub"]

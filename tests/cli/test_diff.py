@@ -179,3 +179,28 @@ def test_policy_section_blocks_on_mandatory_violations():
     assert "1 mandatory violation(s), 1 advisory" in text and "will block this" in text
     assert text.index("**BLOCK**") < text.index("advisory `llmfleet-internal-lb-tls`")
     assert "not checked" in "\n".join(policy_markdown(None))
+
+
+def test_base_and_head_render_at_the_same_time(monkeypatch, capsys):
+    """The base ref renders (subprocesses) while the head renders here: wall time ~ the slower one."""
+    import time
+
+    import scripts.cmd_diff as cmd_diff
+    import scripts.cmd_render as cmd_render
+    from scripts import fleet
+
+    def slow_base(ref, path, *rest):
+        time.sleep(1.5)
+        return [], None
+
+    def slow_head(args):
+        time.sleep(1.5)
+        return []
+
+    monkeypatch.setattr(cmd_diff, "base_outputs", slow_base)
+    monkeypatch.setattr(cmd_render, "render_records", slow_head)
+    monkeypatch.setattr("scripts.policy_check.verdicts", lambda records: [])
+    started = time.perf_counter()
+    assert fleet.main(["diff", "--stack", "dev", "--base", "HEAD", "--json"]) == 0
+    assert time.perf_counter() - started < 2.8
+    assert '"added": []' in capsys.readouterr().out

@@ -97,4 +97,31 @@ def test_month_option_uses_the_calendar(capsys):
     # 20 weekdays in Feb 2026, 22 in March: the scheduled H200 pool costs accordingly
     f = next(p for p in feb["pools"] if p["name"] == "h200-business")["monthlyNodeHours"]
     m = next(p for p in mar["pools"] if p["name"] == "h200-business")["monthlyNodeHours"]
-    assert m / f == pytest.approx(22 / 20)
+    assert m / f == pytest.approx(22 / 20, rel=1e-3)           # monthlyNodeHours is rounded to 0.1 h
+
+
+def test_every_deployment_carries_its_cold_start_for_the_before_stop_hook(capsys):
+    from scripts import fleet
+
+    assert fleet.main(["plan", "--stack", "prod", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    keys = {"nodeSeconds", "imageSeconds", "weightsSeconds", "loadSeconds", "warmupSeconds", "totalSeconds",
+            "limitSeconds"}
+    for dep in plan["deployments"]:
+        assert keys <= set(dep["coldStart"]), dep["model"]
+        assert dep["load"]["estimateSeconds"] == dep["coldStart"]["totalSeconds"]
+    glm = [d["coldStart"] for d in plan["deployments"] if d["model"] == "glm-5-1"]
+    assert glm and all(c["totalSeconds"] / c["limitSeconds"] <= 2 for c in glm)
+
+
+def test_the_table_prints_the_breakdown_and_the_ratio(capsys):
+    from infra.planning.plan import build_plan
+    from infra.stack.config import load_stack_file
+    from scripts import fleet
+    from scripts.common import REPO_ROOT
+
+    ratio = build_plan(load_stack_file(REPO_ROOT / "stacks" / "Pulumi.prod.yaml")).deployments[0].cold_start.ratio
+    assert fleet.main(["plan", "--stack", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert "Cold start (seconds" in out and "total/limit" in out and f"{ratio:.2f}x" in out
+    assert "not reachable at the stated throughput" in out and "Platform (non-GPU, monthly)" in out

@@ -15,7 +15,7 @@ def test_json_is_the_recorded_program(capsys, rendered):
     assert main(["render", "--stack", "dev", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == rendered("dev")
-    assert {"type", "name", "parent", "inputs"} == set(out[0])
+    assert {"type", "name", "parent", "dependsOn", "inputs"} == set(out[0])
     assert any(r["type"] == "aws:eks/nodeGroup:NodeGroup"
                and r["inputs"].get("nodeGroupNamePrefix") == "llm-fleet-dev-l4-spot-" for r in out)
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from infra.planning.catalog import CatalogError, _load_from, load_catalog, version_key
+from infra.planning.coldstart import cited_sources
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
 CATALOG_FILES = ("sources.yaml", "gpus.yaml", "models.yaml", "api_prices.yaml")
@@ -88,6 +89,7 @@ def test_every_figure_refers_to_a_known_source(catalog):
         assert model.sources, model.key
         cited |= set(model.sources) | {f.source for f in model.engine_flags}
     cited |= {p.source for p in catalog.api_prices}
+    cited |= cited_sources()          # catalog/loading.yaml: the cold-start rates
     assert cited <= set(catalog.sources)
     unused = set(catalog.sources) - cited
     assert not unused, f"sources.yaml keys nothing refers to: {sorted(unused)}"

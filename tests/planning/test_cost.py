@@ -36,10 +36,11 @@ def test_spot_pool_pays_the_discounted_rate_and_nothing_at_zero(stack_values):
 
 
 def test_scheduled_peak_pool_in_shanghai(stack_values):
-    c = cfg(stack_values)
+    c = build_plan(cfg(stack_values)).config                 # `prewarmMinutes: auto` resolved
     peak = pool_cost(c.pool("h200-peak"), CAT.instance("p5en.48xlarge"), "us-east-1")
-    # 2026: 261 weekdays; windows 09:00-12:00 and 13:30-19:00 with 45 min pre-warm each, 2 nodes
-    hours_per_day = (3 + 0.75) + (5.5 + 0.75)
+    lead = c.pool("h200-peak").schedule.prewarm_minutes / 60
+    # 2026: 261 weekdays; windows 09:00-12:00 and 13:30-19:00, each with the pre-warm lead, 2 nodes
+    hours_per_day = (3 + lead) + (5.5 + lead)
     assert peak.monthly_node_hours == pytest.approx(261 * hours_per_day * 2 / 12)
     assert peak.monthly_usd == pytest.approx(peak.monthly_node_hours * 63.296)
 

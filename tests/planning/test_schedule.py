@@ -119,3 +119,15 @@ def test_transitions_change_the_size_every_time(s, start):
     for change in changes:
         assert change.size != previous and size_at(s, change.at)[0] == change.size
         previous = change.size
+
+
+def test_prewarm_auto_is_parsed_and_anything_else_named():
+    import pytest
+
+    from infra.stack.reader import ConfigError
+
+    s = schedule(WEEKDAYS, prewarm="auto")
+    assert s.prewarm_auto and s.prewarm_minutes == 0          # the planner sets it from the cold start
+    assert not schedule(WEEKDAYS, prewarm=30).prewarm_auto
+    with pytest.raises(ConfigError, match=r"prewarmMinutes: 'soon' is not a whole number of minutes or 'auto'"):
+        schedule(WEEKDAYS, prewarm="soon")

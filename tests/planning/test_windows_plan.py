@@ -26,12 +26,14 @@ class Dep:
         self.replicas_per_node, self.max_replicas = 1, max_replicas
 
 
-def sched(windows, prewarm=45, given_=True):
-    return Schedule("Asia/Shanghai", tuple(windows), 0, prewarm, given_)
+def sched(windows, prewarm=45, auto=False):
+    return Schedule("Asia/Shanghai", tuple(windows), 0, prewarm, auto)
 
 
-def test_prod_lunch_gap_is_merged_with_a_note_naming_the_gap_and_the_cold_start():
-    plan = build_plan(load_stack_file(STACKS / "Pulumi.prod.yaml"))
+def test_prod_lunch_gap_is_merged_with_a_note_naming_the_gap_and_the_cold_start(tmp_path):
+    from tests.cli.test_plan_cli import _broken
+    path = _broken(tmp_path, lambda c: c["llm-fleet:pools"][2]["schedule"].update(prewarmMinutes=45))
+    plan = build_plan(load_stack_file(path))
     peak = plan.schedule("h200-peak")
     assert [(w.start, w.end, w.size) for w in peak.windows] == [(time(9), time(19), 2)]
     cold = -(-wp.pool_cold_start_seconds(plan.deployments_on("h200-peak")) // 60)
@@ -39,6 +41,9 @@ def test_prod_lunch_gap_is_merged_with_a_note_naming_the_gap_and_the_cold_start(
     assert "12:00-12:45" in note and f"modeled cold start ({cold} min)" in note
     # the cost follows the merged schedule: 10 h a weekday plus the pre-warm, not 8.5 h
     assert plan.pool("h200-peak").monthly_node_hours > 2 * 10 * 21
+    # with `auto` (the shipped stack) the lead is short enough that lunch is worth a scale-down
+    shipped = build_plan(load_stack_file(STACKS / "Pulumi.prod.yaml"))
+    assert len(shipped.schedule("h200-peak").windows) == 2 and not [n for n in shipped.notes if "gap" in n]
 
 
 def test_a_long_gap_is_kept_and_a_short_one_merged():
@@ -55,19 +60,20 @@ def test_a_long_gap_is_kept_and_a_short_one_merged():
 def test_prewarm_defaults_to_the_cold_start_and_less_gets_a_note():
     windows = [Window(MON_FRI, time(9), time(18), 1)]
     dep = Dep(977)                                   # 300 s node + 977 s engine + one 30 s KEDA poll
-    default, notes = wp.effective_schedule(pool(max_size=1, sched=sched(windows, 0, given_=False)), [dep])
-    assert default.prewarm_minutes == 22 and any("defaults to the modeled cold start (22 min)" in n for n in notes)
+    default, notes = wp.effective_schedule(pool(max_size=1, sched=sched(windows, 0, auto=True)), [dep])
+    assert default.prewarm_minutes == 22 and any("prewarmMinutes auto = 22 min" in n for n in notes)
     two = [Window(MON_FRI, time(9), time(18), 2)]    # the HPA adds the second replica 2 min after the first
-    ramp, _ = wp.effective_schedule(pool(max_size=2, sched=sched(two, 0, given_=False)), [dep])
+    ramp, _ = wp.effective_schedule(pool(max_size=2, sched=sched(two, 0, auto=True)), [dep])
     assert ramp.prewarm_minutes == 24
     short, notes = wp.effective_schedule(pool(max_size=1, sched=sched(windows, 5)), [dep])
-    assert short.prewarm_minutes == 5 and any("prewarmMinutes 5 is less than" in n for n in notes)
+    assert short.prewarm_minutes == 5 and any("prewarmMinutes 5 is shorter than" in n for n in notes)
     more, notes = wp.effective_schedule(pool(max_size=1, sched=sched(windows, 60)), [dep])
     assert more.prewarm_minutes == 60 and not notes
 
 
 def test_a_stack_without_prewarm_gets_the_cold_start(tmp_path):
-    text = (STACKS / "Pulumi.staging.yaml").read_text().replace("        prewarmMinutes: 45", "")
+    import re
+    text = re.sub(r"\n *prewarmMinutes: .*", "", (STACKS / "Pulumi.staging.yaml").read_text())
     path = tmp_path / "Pulumi.staging.yaml"
     path.write_text(text)
     plan = build_plan(load_stack_file(path))

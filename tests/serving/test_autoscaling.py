@@ -18,8 +18,14 @@ PROM = "http://prometheus:9090"
 
 
 def prod(stack_values):
-    cfg = parse_config(stack_values("prod"), "prod")
-    return cfg, build_plan(cfg)
+    plan = build_plan(parse_config(stack_values("prod"), "prod"))
+    return plan.config, plan              # `prewarmMinutes: auto` resolved, as the program runs it
+
+
+def _start(hour: int, minute: int, lead: int) -> str:
+    """KEDA cron start: the window start less the pre-warm lead."""
+    at = hour * 60 + minute - lead
+    return f"{at % 60} {at // 60} * * MON,TUE,WED,THU,FRI"
 
 
 def dep_on(plan, model, pool):
@@ -48,10 +54,12 @@ def test_peak_pool_windows_become_cron_triggers_with_prewarm(stack_values):
     dep = dep_on(plan, "glm-5-1", "h200-peak")
     so = scaled(cfg, dep)
     crons = [t for t in so["spec"]["triggers"] if t["type"] == "cron"]
+    lead = cfg.pool("h200-peak").schedule.prewarm_minutes
+    assert lead > 0
     assert [t["metadata"] for t in crons] == [
-        {"timezone": "Asia/Shanghai", "start": "15 8 * * MON,TUE,WED,THU,FRI", "end": "0 12 * * MON,TUE,WED,THU,FRI",
+        {"timezone": "Asia/Shanghai", "start": _start(9, 0, lead), "end": "0 12 * * MON,TUE,WED,THU,FRI",
          "desiredReplicas": "2"},
-        {"timezone": "Asia/Shanghai", "start": "45 12 * * MON,TUE,WED,THU,FRI", "end": "0 19 * * MON,TUE,WED,THU,FRI",
+        {"timezone": "Asia/Shanghai", "start": _start(13, 30, lead), "end": "0 19 * * MON,TUE,WED,THU,FRI",
          "desiredReplicas": "2"}]
     assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 2
     assert so["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "glm-5-1-h200-peak"}
@@ -107,11 +115,12 @@ def test_scale_to_zero_model_wakes_on_gateway_traffic(stack_values):
 
 
 def test_staging_business_hours_scale_the_big_model_from_zero(stack_values):
-    cfg = parse_config(stack_values("staging"), "staging")
-    plan = build_plan(cfg)
+    plan = build_plan(parse_config(stack_values("staging"), "staging"))
+    cfg = plan.config
     so = scaled(cfg, dep_on(plan, "glm-5-1", "h200-business"))
     cron = next(t for t in so["spec"]["triggers"] if t["type"] == "cron")
-    assert cron["metadata"] == {"timezone": "Asia/Shanghai", "start": "15 8 * * MON,TUE,WED,THU,FRI",
+    lead = cfg.pool("h200-business").schedule.prewarm_minutes
+    assert cron["metadata"] == {"timezone": "Asia/Shanghai", "start": _start(9, 0, lead),
                                 "end": "0 19 * * MON,TUE,WED,THU,FRI", "desiredReplicas": "1"}
 
 
@@ -137,27 +146,35 @@ def test_window_bounds_agree_with_schedule_intervals(days, start_min, length, pr
         assert _fires(cron_end, interval.end)
 
 
-def test_one_workload_per_model_scales_on_the_queue_and_spot_falls_back_to_on_demand(rendered):
+def test_one_workload_per_model_scales_on_the_queue_and_spot_falls_back_to_on_demand(rendered, tmp_path):
     """10 waiting requests asked each placement for replicas when all scaled on the same sum; now only the
-    spot workload does, and its pods may land on the on-demand peak pool (spot first, by the expander)."""
+    spot workload does, and its pods may land on an elastic unscheduled on-demand pool (spot first, by the
+    expander); never on a scheduled pool, whose windows need its nodes."""
     records = rendered("prod")
     scalers = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"] for r in records
                if r["type"].endswith("ScaledObject")}
     queue = {name for name, spec in scalers.items() if any(t["name"] == "queue" for t in spec["triggers"])}
     assert queue == {"glm-5-1-h200-spot", "qwen2-5-7b-l40s-small"}
-    assert [t["type"] for t in scalers["glm-5-1-h200-peak"]["triggers"]] == ["cron"]
-    spot = next(r for r in records if r["type"] == "kubernetes:apps/v1:Deployment"
-                and r["inputs"]["metadata"]["name"] == "glm-5-1-h200-spot")["inputs"]["spec"]["template"]["spec"]
-    terms = spot["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms == [{"matchExpressions": [{"key": "llm-fleet/pool", "operator": "In",
-                                            "values": ["h200-spot", "h200-peak"]}]}]
-    assert "llm-fleet/pool" not in spot["nodeSelector"]
-    assert {t.get("value") for t in spot["tolerations"]} >= {"h200-spot", "h200-peak"}
+    assert {t["type"] for t in scalers["glm-5-1-h200-peak"]["triggers"]} == {"cron"}
+
+    def spot_pod(records):
+        return next(r for r in records if r["type"] == "kubernetes:apps/v1:Deployment"
+                    and r["inputs"]["metadata"]["name"] == "glm-5-1-h200-spot")["inputs"]["spec"]["template"]["spec"]
+
+    assert spot_pod(records)["nodeSelector"]["llm-fleet/pool"] == "h200-spot"      # peak is scheduled
+    from tests.cli.test_plan_cli import _broken
+    unscheduled = spot_pod(rendered(_broken(tmp_path, lambda c: c["llm-fleet:pools"][2].pop("schedule"))))
+    terms = unscheduled["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"] == [{"matchExpressions": [{"key": "llm-fleet/pool", "operator": "In",
+                                                                 "values": ["h200-spot", "h200-peak"]}]}]
+    assert "llm-fleet/pool" not in unscheduled["nodeSelector"]
+    assert {t.get("value") for t in unscheduled["tolerations"]} >= {"h200-spot", "h200-peak"}
 
 
-def test_cron_triggers_follow_the_planned_schedule_with_the_lunch_gap_merged(rendered):
-    records = rendered("prod")
-    peak = next(r for r in records if r["type"].endswith("ScaledObject")
+def test_cron_triggers_follow_the_planned_schedule_with_the_lunch_gap_merged(rendered, tmp_path):
+    from tests.cli.test_plan_cli import _broken
+    path = _broken(tmp_path, lambda c: c["llm-fleet:pools"][2]["schedule"].update(prewarmMinutes=45))
+    peak = next(r for r in rendered(path) if r["type"].endswith("ScaledObject")
                 and r["inputs"]["metadata"]["name"] == "glm-5-1-h200-peak")["inputs"]["spec"]
     crons = [t["metadata"] for t in peak["triggers"] if t["type"] == "cron"]
     assert [(c["start"], c["end"]) for c in crons] == [("15 8 * * MON,TUE,WED,THU,FRI", "0 19 * * MON,TUE,WED,THU,FRI")]

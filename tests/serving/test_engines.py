@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from infra.planning.catalog import load_catalog
+from infra.planning.coldstart import rates
 from infra.planning.plan import build_plan
 from infra.serving import engines
 from infra.serving.engines import EngineSpec, WeightsPlan
+from infra.serving.warmstart import sync_script
 from infra.stack.config import parse_config
 
 CATALOG = load_catalog()
@@ -137,7 +139,7 @@ def _run_init(tmp_path: Path, marker_exists: bool) -> subprocess.CompletedProces
                     f'if [ "$1" = ls ]; then exit {0 if marker_exists else 1}; fi\n'
                     'echo "s5cmd $*" >> "$LOG"\n')
     fake.chmod(0o755)
-    script = (engines._FETCH + engines._SYNC).replace("/s5cmd", str(fake))
+    script = (engines._FETCH + sync_script()).replace("/s5cmd", str(fake))
     env = {"SOURCE": S3, "MARKER": MARKER, "TARGET": str(tmp_path / "w"), "LOG": str(tmp_path / "log"),
            "PATH": "/usr/bin:/bin"}
     return subprocess.run(["/bin/sh", "-ec", script], env=env, capture_output=True, text=True, timeout=30)
@@ -153,7 +155,9 @@ def test_init_script_refuses_an_incomplete_copy(tmp_path):
 def test_init_script_syncs_when_the_marker_exists(tmp_path):
     done = _run_init(tmp_path, marker_exists=True)
     assert done.returncode == 0, done.stderr
-    assert f"sync --delete --concurrency 4 --part-size 32 {S3}* {tmp_path}/w/" in (tmp_path / "log").read_text()
+    flags = rates()["s5cmd"]
+    assert (f"--numworkers {flags['numworkers']} sync --delete --concurrency {flags['concurrency']} "
+            f"--part-size {flags['partSizeMiB']} {S3}* {tmp_path}/w/") in (tmp_path / "log").read_text()
 
 
 def test_prestop_waits_until_no_request_is_running():

@@ -216,8 +216,8 @@ def test_each_placement_renders_an_engine_scaler_and_route(stack):
     from infra.planning.plan import build_plan
     from infra.serving import autoscaling, engines
 
-    cfg = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
-    plan = build_plan(cfg)
+    plan = build_plan(load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml"))
+    cfg = plan.config                   # as the program runs it (`prewarmMinutes: auto` resolved)
     objs = objects(stack)
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in objs if "name" in o.get("metadata", {})}
     config = yaml.safe_load(by_name[("ConfigMap", "llm-gateway")]["data"]["config.yaml"])

@@ -29,7 +29,7 @@ def test_prod_expresses_base_spot_and_scheduled_peak(stack_values):
     capacities = {cfg.pool(p.pool).capacity for p in glm.placements}
     assert capacities == {"on-demand", "spot"}
     peak = next(cfg.pool(p.pool) for p in glm.placements if cfg.pool(p.pool).schedule)
-    assert peak.schedule.timezone == "Asia/Shanghai" and peak.schedule.prewarm_minutes > 0
+    assert peak.schedule.timezone == "Asia/Shanghai" and peak.schedule.prewarm_auto   # lead = the cold start
 
 
 def test_numbers_scaled_to_zero_stay_zero(stack_values):

@@ -24,6 +24,15 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)")
 
 
+# libyaml's loader when PyYAML was built with it (about 10x faster on the catalog), else the pure one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text safely, with the C loader when present."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader (C or pure)
+
+
 class CatalogError(ValueError):
     """The catalog data is invalid, or a lookup names something the catalog does not have."""
 
@@ -176,7 +185,7 @@ class _File:
     def __init__(self, directory: Any, name: str):
         self.name = name
         try:
-            self.data = yaml.safe_load((directory / name).read_text(encoding="utf-8"))
+            self.data = read_yaml((directory / name).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as err:
             raise CatalogError(f"{name}: cannot read: {err}") from err
 
