@@ -13,7 +13,6 @@ from typing import Any, TextIO
 
 from infra.stack.config import load_stack_file
 from infra.stack.spec import StackConfig
-from scripts.aws_errors import AWS_FAILURE, describe_error, is_aws_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,6 +79,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         print(f"fleet {args.command}: {err}", file=sys.stderr)
         return 2
     except Exception as err:
+        from scripts.aws_errors import AWS_FAILURE, describe_error, is_aws_error  # botocore: only on a failure
         if not is_aws_error(err):
             raise
         print(f"fleet {args.command}: AWS error: {describe_error(err)}; the JSON lines above (if any) are "
