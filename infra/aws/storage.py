@@ -104,6 +104,7 @@ class WeightsStorage(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, plan: Plan, cluster: Cluster, kube: KubeTarget,
                  account_id: pulumi.Output[str] | str, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmfleet:storage:WeightsStorage", name, None, opts)
+        self._hub_endpoint = cfg.storage.hub_endpoint          # an HF mirror (modelscope is refused on EKS)
         child = pulumi.ResourceOptions(parent=self)
         cluster_name = names.cluster_name(cfg)
         tags = names.tags(cfg, "storage")
@@ -209,6 +210,9 @@ class WeightsStorage(pulumi.ComponentResource):
             k8s.core.v1.EnvVarArgs(name="PYTHONPATH", value="/tmp/deps"),
             k8s.core.v1.EnvVarArgs(name="PYTHONUNBUFFERED", value="1"),
         ]
+        if self._hub_endpoint:
+            # huggingface_hub reads HF_ENDPOINT at import: listing and downloads go to the mirror
+            env.append(k8s.core.v1.EnvVarArgs(name="HF_ENDPOINT", value=self._hub_endpoint))
         if with_token:
             env.append(k8s.core.v1.EnvVarArgs(name="HF_TOKEN", value_from=k8s.core.v1.EnvVarSourceArgs(
                 secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=HF_TOKEN_SECRET, key="token"))))

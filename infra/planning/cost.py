@@ -44,14 +44,26 @@ def node_hourly_usd(pool: PoolSpec, shape: InstanceShape, region: str) -> tuple[
     """(on-demand list, what this pool pays, basis) per node-hour. An existing cluster's pool (it picks
     its nodes by nodeSelector) on a shape the catalog prices nowhere, e.g. on-prem ascend-910b.8x, is
     counted as 0 USD/h; an EKS pool of an unpriced type is still refused."""
-    if not shape.on_demand_usd and pool.node_selector:
-        return 0.0, 0.0, f"{shape.name} has no list price (on-prem or unpriced shape): counted as 0 USD/h"
+    if not shape.priced and pool.node_selector:
+        return 0.0, 0.0, (f"{shape.name} has no price (on-prem or unpriced shape): counted as 0 USD/h; declare it "
+                          "under shapes: with capexUSD/months/powerKW/usdPerKWh or hourlyUSD to price it")
+    if (owned := shape.amortization) is not None:
+        return owned.hourly_usd, owned.hourly_usd, _amortized_basis(shape)
+    if shape.flat_hourly_usd is not None:
+        return shape.flat_hourly_usd, shape.flat_hourly_usd, f"{shape.provider} list price per node-hour (shapes:)"
     listed = shape.hourly_usd(region)
     if pool.capacity == "spot":
         return listed, listed * (1 - shape.spot_discount), f"spot: on-demand less a typical {shape.spot_discount:.0%}"
     if pool.capacity == "capacity-block":
         return listed, listed, "capacity block: on-demand list as the basis (`fleet capacity` shows offering prices)"
     return listed, listed, "on-demand list price"
+
+
+def _amortized_basis(shape: InstanceShape) -> str:
+    a = shape.amortization
+    return (f"on-prem {shape.name}: USD {a.capex_usd:,.0f} over {a.months} months = {a.capex_hourly_usd:.2f} USD/h "
+            f"per owned node (all month, running or not) + {a.power_kw:g} kW x {a.usd_per_kwh:g} USD/kWh = "
+            f"{a.power_hourly_usd:.2f} USD/h per running node")
 
 
 def pool_cost(pool: PoolSpec, shape: InstanceShape, region: str, month: tuple[int, int] | None = None) -> PoolCost:
@@ -73,9 +85,15 @@ def pool_cost(pool: PoolSpec, shape: InstanceShape, region: str, month: tuple[in
     else:
         hours = pool.desired_size * hours_in_period
         basis = f"desiredSize {pool.desired_size} all month (autoscaler may add up to {pool.max_size})"
+    monthly = hours * hourly
+    if (owned := shape.amortization) is not None:
+        # bought servers cost their amortization whether they run or not (the pool's maxSize are the
+        # servers it owns); only power follows the node-hours
+        monthly = owned.capex_hourly_usd * pool.max_size * hours_in_period + owned.power_hourly_usd * hours
+        price_basis += f"; {pool.max_size} owned node(s)"
     return PoolCost(pool=pool.name, capacity=pool.capacity, instance_type=shape.name, gpus_per_node=shape.gpu_count,
                     on_demand_hourly_usd=listed, hourly_usd=hourly, monthly_node_hours=hours,
-                    monthly_usd=hours * hourly, max_monthly_usd=pool.max_size * hours_in_period * hourly,
+                    monthly_usd=monthly, max_monthly_usd=pool.max_size * hours_in_period * hourly,
                     basis=f"{basis}; {price_basis}")
 
 

@@ -16,6 +16,15 @@ from typing import Any
 FP8_BYTES = 1 + 4 / (128 * 128)          # e4m3 weights + one fp32 scale per 128x128 block (DeepSeek-style)
 INT4_BYTES = 0.5 + (2 + 0.5) / 128       # 4-bit weights + fp16 scale and 4-bit zero per group of 128
 BF16_BYTES = 2
+# msModelSlim checkpoints for Ascend (`--quantization ascend`), sized as the quantizer lays them out:
+# w8a8 stores every linear layer as int8 (1 byte, per-channel scales < 0.1%); w4a8 stores the routed
+# experts as int4 (0.5 byte) and keeps attention, dense and shared-expert MLPs at w8a8 (1 byte).
+# Embeddings, lm_head, norms and router gates stay BF16. Sources: vllm-ascend "Using Quantized Model
+# Weights" (W8A8 / W4A8 dynamic MoE methods) and a GLM-5.1-w4a8 loader's README ("routed experts use
+# ModelSlim W4A8; attention, dense/shared MLP are W8A8"), catalog/sources.yaml msmodelslim-w4a8.
+W8_BYTES = 1.0
+W4_BYTES = 0.5
+ASCEND_SCHEMES = {"w8a8": "W8A8", "w4a8": "W4A8"}        # model_quant_type prefixes (quant_model_description.json)
 
 
 class ArchError(ValueError):
@@ -74,8 +83,15 @@ class ModelArch:
     moe_layers: int
     mtp_layers: int
     max_context: int
-    checkpoint_precision: str    # "bf16" | "fp8" | "int4"
+    checkpoint_precision: str    # "bf16" | "fp8" | "int4" | "w8a8" | "w4a8"
     quant_method: str | None
+    # DSA IndexShare (GLM-5.2 `indexer_types`): only "full" layers own an indexer and cache its keys;
+    # "shared" layers reuse the previous one. None: every layer has its own (GLM-5 / 5.1, DeepSeek-V3.2).
+    index_layers: int | None = None
+
+    @property
+    def indexed_layers(self) -> int:
+        return self.layers if self.index_layers is None else self.index_layers
 
     @property
     def is_moe(self) -> bool:
@@ -94,8 +110,10 @@ class ModelArch:
                 indexer = (self.q_lora_rank or h) * self.index_heads * self.index_head_dim \
                     + h * self.index_head_dim + h * self.index_heads
             attn = q + kv + o + indexer
+            shared_indexers = (self.layers - self.indexed_layers) * indexer   # layers that reuse one
         else:
             attn = h * self.heads * self.head_dim * 2 + h * self.kv_heads * self.head_dim * 2
+            shared_indexers = 0
         dense_layers = self.layers - self.moe_layers
         expert_block = 3 * h * self.moe_intermediate * (self.experts + self.shared_experts)
         router = h * self.experts
@@ -103,7 +121,7 @@ class ModelArch:
         return Params(
             embedding=self.vocab * h,
             lm_head=0 if self.tied_embeddings else self.vocab * h,
-            attention=attn * self.layers,
+            attention=attn * self.layers - shared_indexers,
             dense_mlp=3 * h * self.intermediate * dense_layers,
             experts=expert_block * self.moe_layers,
             router=router * (self.moe_layers + (self.mtp_layers if self.is_moe else 0)),
@@ -120,9 +138,17 @@ class ModelArch:
         active_routed = per_expert * self.experts_per_token * self.moe_layers
         return p.total - p.mtp - routed + active_routed
 
+    def routed_expert_params(self) -> int:
+        """Routed experts of the MoE layers (the part w4a8 stores in 4 bits)."""
+        return 3 * self.hidden * self.moe_intermediate * self.experts * self.moe_layers
+
     def weight_bytes(self, precision: str) -> float:
-        per = {"bf16": BF16_BYTES, "fp8": FP8_BYTES, "int4": INT4_BYTES}[precision]
         p = self.params()
+        if precision in ASCEND_SCHEMES:
+            routed = self.routed_expert_params()
+            per_routed = W4_BYTES if precision == "w4a8" else W8_BYTES
+            return routed * per_routed + (p.quantizable - routed) * W8_BYTES + p.high_precision * BF16_BYTES
+        per = {"bf16": BF16_BYTES, "fp8": FP8_BYTES, "int4": INT4_BYTES}[precision]
         return p.quantizable * per + p.high_precision * BF16_BYTES
 
     def kv_bytes_per_token(self, kv_dtype_bytes: int) -> int:
@@ -133,9 +159,9 @@ class ModelArch:
         """Per GPU: MLA caches the latent on every TP rank (replicated); GQA shards KV heads over TP."""
         layers = math.ceil(self.layers / pp)
         if self.attention == "mla":
-            per_layer = (self.kv_lora_rank + self.qk_rope_dim + self.index_head_dim) * kv_dtype_bytes
-        else:
-            per_layer = 2 * math.ceil(self.kv_heads / tp) * self.head_dim * kv_dtype_bytes
+            latent = (self.kv_lora_rank + self.qk_rope_dim) * kv_dtype_bytes * layers
+            return latent + self.index_head_dim * kv_dtype_bytes * math.ceil(self.indexed_layers / pp)
+        per_layer = 2 * math.ceil(self.kv_heads / tp) * self.head_dim * kv_dtype_bytes
         return per_layer * layers
 
 
@@ -169,7 +195,13 @@ def arch_from_config(cfg: Mapping[str, Any], name: str = "model") -> ModelArch:
     method = (quant.get("quant_method") or "").lower() or None
     bits = quant.get("bits") or quant.get("w_bit") or (quant.get("config_groups", {}).get("group_0", {})
                                                         .get("weights", {}).get("num_bits"))
-    if method == "fp8" or (method == "compressed-tensors" and bits == 8):
+    scheme = str(quant.get("model_quant_type") or "").upper()
+    if method == "ascend":
+        precision = next((k for k, v in ASCEND_SCHEMES.items() if scheme.startswith(v)), "")
+        if not precision:
+            raise ArchError(f"{name}: msModelSlim model_quant_type {scheme or '(none)'!r} is not one the planner "
+                            f"sizes; use a W8A8 or W4A8 checkpoint")
+    elif method == "fp8" or (method == "compressed-tensors" and bits == 8):
         precision = "fp8"
     elif method in ("awq", "gptq", "compressed-tensors", "awq_marlin", "gptq_marlin") and bits == 4:
         precision = "int4"
@@ -195,4 +227,6 @@ def arch_from_config(cfg: Mapping[str, Any], name: str = "model") -> ModelArch:
         shared_experts=int(_first(cfg, "n_shared_experts", default=0) or 0),
         moe_layers=moe_layers, mtp_layers=int(cfg.get("num_nextn_predict_layers") or 0),
         max_context=int(_first(cfg, "max_position_embeddings", "seq_length", default=4096)),
-        checkpoint_precision=precision, quant_method=method)
+        checkpoint_precision=precision, quant_method=method,
+        index_layers=(sum(1 for t in cfg["indexer_types"] if t == "full")
+                      if isinstance(cfg.get("indexer_types"), list | tuple) else None))

@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.planning.catalog import Catalog, CatalogError, CatalogModel, load_catalog, version_key
+from infra.planning.catalog import Catalog, CatalogError, CatalogModel, version_key
 from infra.planning.coldstart import ColdStart, prewarm_minutes, rates
 from infra.planning.cost import ModelCost, PoolCost, model_cost, pool_cost
 from infra.planning.economics import (
@@ -23,6 +24,7 @@ from infra.planning.economics import (
     token_economics,
 )
 from infra.planning.hub import fetch_config
+from infra.planning.shapes import catalog_for
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
 from infra.planning.windows_plan import effective_schedule
 from infra.stack.spec import EngineImage, ModelSpec, StackConfig
@@ -87,7 +89,12 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
                fetch: Callable[[str, str], dict[str, Any]] = fetch_config,
                month: tuple[int, int] | None = None) -> Plan:
     """Size and cost the whole stack, or raise SizingError naming the model, pool and the way out."""
-    catalog = catalog or load_catalog()
+    try:
+        catalog = catalog_for(cfg, catalog)
+    except CatalogError as err:
+        raise SizingError(f"shapes: {err}") from None
+    if fetch is fetch_config and cfg.storage.hub_endpoint:
+        fetch = functools.partial(fetch_config, endpoint=cfg.storage.hub_endpoint)
     notes: list[str] = []
     pools = []
     for pool in cfg.pools:
@@ -116,7 +123,8 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
             dep = _with_efa_image(dep, cfg)
             for other in pool.instance_types[1:]:
                 alt = dataclasses.replace(pool, instance_types=(other,))
-                plan_deployment(spec, placement, alt, cfg.engines[spec.engine], resolved, catalog)
+                plan_deployment(spec, placement, alt, cfg.engines[spec.engine], resolved, catalog,
+                                existing_cluster=cfg.cluster.existing is not None)
             _check_pool_holds(dep, pool.min_size, pool.max_size, notes)
             deployments.append(dep)
             per_model.setdefault(spec.name, []).append(dep)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.planning.catalog import Catalog, CatalogModel, InstanceShape
+from infra.planning.catalog.hardware import VENDOR_PRECISIONS
 from infra.planning.coldstart import ColdStart, weights_path
 from infra.planning.hub import HubError, fetch_config, read_local
 from infra.planning.loading import LoadEstimate, estimate_load
 from infra.planning.modelarch import ArchError, ModelArch, arch_from_config
+from infra.planning.targets import accelerator_refusal, interconnect_refusal
 from infra.stack.spec import EngineImage, ModelSpec, Placement, PoolSpec
 
 GB = 1e9
@@ -44,10 +46,11 @@ class Layout:
     tp: int
     pp: int
     ep: bool
+    dp: int = 1          # vllm-ascend's multi-node launcher: one TP group per node, experts over all of them
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.pp * self.dp
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class DeploymentPlan:
     active_params_b: float
     notes: tuple[str, ...]
     cold_start: ColdStart | None = None      # load.seconds == cold_start.total_seconds (coldstart.py)
+    interconnect: str = "none"        # the shape's: efa | infiniband | roce | hccs-roce | none
+    rdma_resource: str | None = None  # infiniband / roce: the device resource each pod requests
 
     @property
     def max_tokens_in_flight(self) -> int:
@@ -138,7 +143,9 @@ def candidate_layouts(arch: ModelArch, shape: InstanceShape, engine: str, max_no
     for n in sizes:
         out.append(Layout(1, n, 1, arch.is_moe and n > 1))
     for nodes in range(2, max_nodes + 1):
-        if engine == "vllm":
+        if engine == "vllm" and shape.gpu_vendor == "huawei" and arch.is_moe:
+            out.append(Layout(nodes, g, 1, True, dp=nodes))   # vllm-ascend GLM-5 multi-node: DP per node + EP
+        elif engine == "vllm":
             out.append(Layout(nodes, g, nodes, arch.is_moe))
         else:
             out.append(Layout(nodes, g * nodes, 1, arch.is_moe))
@@ -154,8 +161,13 @@ def _tp_ok(arch: ModelArch, tp: int) -> bool:
 
 
 def memory_for(arch: ModelArch, weights_bytes: float, shape: InstanceShape, layout: Layout,
-               utilization: float, kv_dtype_bytes: int) -> Memory:
-    per_gpu_weights = weights_bytes / layout.gpus / GB
+               utilization: float, kv_dtype_bytes: int, routed_bytes: float = 0.0) -> Memory:
+    """`routed_bytes` (the routed experts' share of the weights) matters only with dp > 1: the experts
+    spread over every device, the rest is replicated per TP group."""
+    if layout.dp > 1:
+        per_gpu_weights = (routed_bytes / layout.gpus + (weights_bytes - routed_bytes) / (layout.tp * layout.pp)) / GB
+    else:
+        per_gpu_weights = weights_bytes / layout.gpus / GB
     overhead = overhead_gb(shape.gpu_memory_gb, arch.is_moe)
     kv = shape.gpu_memory_gb * utilization - per_gpu_weights - overhead
     per_token = arch.kv_bytes_per_token_per_gpu(kv_dtype_bytes, layout.tp, layout.pp)
@@ -163,15 +175,24 @@ def memory_for(arch: ModelArch, weights_bytes: float, shape: InstanceShape, layo
     return Memory(per_gpu_weights, overhead, kv, per_token, tokens)
 
 
-def check_precision(spec: ModelSpec, resolved: ResolvedModel) -> tuple[str, ...]:
-    """Engine flags the precision needs; refuse combinations no engine can serve."""
+def check_precision(spec: ModelSpec, resolved: ResolvedModel, shape: InstanceShape | None = None) -> tuple[str, ...]:
+    """Engine flags the precision needs; refuse combinations no engine can serve, or the pool's
+    accelerator cannot run (FP8 on Ascend 910B, msModelSlim w8a8/w4a8 on NVIDIA)."""
     have = resolved.arch.checkpoint_precision
     want = spec.precision
     path = f"models.{spec.name}.precision"
+    if shape is not None and (refusal := accelerator_refusal(spec, resolved.entry, shape, path)):
+        raise SizingError(refusal)
     if want == have:
-        return ()
+        return ("--quantization", "ascend") if want in ("w8a8", "w4a8") else ()
     if want == "fp8" and have == "bf16":
         return ("--quantization", "fp8")          # online FP8: both engines quantize a BF16 checkpoint at load
+    if want in ("w8a8", "w4a8"):
+        alternatives = [c.hf_id for c in (resolved.entry.checkpoints if resolved.entry else ()) if c.precision == want]
+        hint = (f"use source {alternatives[0]}" if alternatives else
+                "quantize it with msModelSlim and point source at the result (it carries quant_model_description.json)")
+        raise SizingError(f"{path}: {want} needs an msModelSlim {want.upper()} checkpoint, but {spec.source} is "
+                          f"{have}; {hint}")
     alternatives = [c.hf_id for c in (resolved.entry.checkpoints if resolved.entry else ()) if c.precision == want]
     if want == "int4":
         hint = (f"use source {alternatives[0]}" if alternatives else
@@ -185,15 +206,16 @@ def check_precision(spec: ModelSpec, resolved: ResolvedModel) -> tuple[str, ...]
 def plan_deployment(spec: ModelSpec, placement: Placement, pool: PoolSpec, engine: EngineImage,
                     resolved: ResolvedModel, catalog: Catalog, existing_cluster: bool = False) -> DeploymentPlan:
     """Choose the smallest layout that holds the weights and at least one sequence at the context.
-    `existing_cluster`: the nodes are not ours to launch and the weights come from the hub."""
+    `existing_cluster`: the nodes are not ours to launch (no EFA there) and the weights come from the hub."""
     arch = resolved.arch
     path = f"models.{spec.name} on pool {pool.name}"
     try:
         shape = catalog.instance(pool.instance_type)
     except ValueError as err:
         raise SizingError(f"pools.{pool.name}.instanceTypes: {err}") from None
-    precision_args = check_precision(spec, resolved)
+    precision_args = check_precision(spec, resolved, shape)
     weights = arch.weight_bytes(spec.precision)
+    routed = _routed_bytes(arch, spec.precision)
     kv_bytes = 1 if spec.kv_cache_dtype == "fp8" else 2
     model_max = min(arch.max_context, resolved.entry.max_context) if resolved.entry else arch.max_context
     if spec.max_context is not None and spec.max_context > model_max:
@@ -202,16 +224,15 @@ def plan_deployment(spec: ModelSpec, placement: Placement, pool: PoolSpec, engin
     need = spec.max_context or MIN_CONTEXT
     chosen = None
     for layout in candidate_layouts(arch, shape, spec.engine, spec.max_nodes_per_replica):
-        mem = memory_for(arch, weights, shape, layout, spec.gpu_memory_utilization, kv_bytes)
+        mem = memory_for(arch, weights, shape, layout, spec.gpu_memory_utilization, kv_bytes, routed)
         if mem.max_tokens >= need:
             chosen = (layout, mem)
             break
     if chosen is None:
         raise SizingError(_misfit(spec, pool, shape, arch, weights, catalog, kv_bytes, resolved))
     layout, mem = chosen
-    if layout.nodes > 1 and shape.efa_interfaces == 0:
-        raise SizingError(f"{path}: needs {layout.nodes} nodes per replica, and {shape.name} has no EFA; "
-                          "multi-node replicas need EFA shapes (p5, p5e, p5en, p4d, p4de) or a larger GPU shape")
+    if refusal := interconnect_refusal(shape, layout.nodes, not existing_cluster, path):
+        raise SizingError(refusal)
     max_context = spec.max_context or min(model_max, (mem.max_tokens // 1024) * 1024)
     notes = []
     if spec.max_context is None:
@@ -232,7 +253,16 @@ def plan_deployment(spec: ModelSpec, placement: Placement, pool: PoolSpec, engin
         kv_bytes_per_token=arch.kv_bytes_per_token(kv_bytes), max_context=max_context,
         min_replicas=placement.min_replicas, max_replicas=placement.max_replicas, engine_args=args, load=load,
         multi_node=layout.nodes > 1, efa_interfaces=shape.efa_interfaces, is_moe=arch.is_moe,
-        active_params_b=arch.active_params() / 1e9, notes=tuple(notes), cold_start=cold)
+        active_params_b=arch.active_params() / 1e9, notes=tuple(notes), cold_start=cold,
+        interconnect=shape.interconnect, rdma_resource=shape.rdma_resource)
+
+
+_BYTES_PER_ROUTED = {"bf16": 2.0, "fp8": 1.0, "int4": 0.5, "w8a8": 1.0, "w4a8": 0.5}
+
+
+def _routed_bytes(arch: ModelArch, precision: str) -> float:
+    """The routed experts' bytes at `precision` (what expert parallelism spreads over every device)."""
+    return arch.routed_expert_params() * _BYTES_PER_ROUTED[precision]
 
 
 def engine_args(spec: ModelSpec, layout: Layout, max_context: int, precision_args: tuple[str, ...],
@@ -245,6 +275,8 @@ def engine_args(spec: ModelSpec, layout: Layout, max_context: int, precision_arg
                 "--tensor-parallel-size", str(layout.tp)]
         if layout.pp > 1:
             args += ["--pipeline-parallel-size", str(layout.pp)]
+        if layout.dp > 1:
+            args += ["--data-parallel-size", str(layout.dp)]
         if layout.ep:
             args += ["--enable-expert-parallel"]
         args += ["--max-model-len", str(max_context), "--gpu-memory-utilization", util,
@@ -289,24 +321,28 @@ def _misfit(spec: ModelSpec, pool: PoolSpec, shape: InstanceShape, arch: ModelAr
     if fitting:
         fitting.sort(key=lambda item: item[0])
         ways.append("use " + " or ".join(f"{o.name} ({o.gpu_count}x{o.gpu_memory_gb:.0f} GB)" for _, o in fitting[:2]))
-    for lower in ("fp8", "int4"):
-        if ("bf16", "fp8", "int4").index(lower) > ("bf16", "fp8", "int4").index(spec.precision):
+    runs = VENDOR_PRECISIONS.get(shape.gpu_vendor, ("bf16", "fp8", "int4"))
+    for lower in runs[1:]:
+        if spec.precision in runs and runs.index(lower) > runs.index(spec.precision):
             lw = arch.weight_bytes(lower)
-            if any(memory_for(arch, lw, shape, lay, util, kv_bytes).max_tokens >= need
+            if any(memory_for(arch, lw, shape, lay, util, kv_bytes, _routed_bytes(arch, lower)).max_tokens >= need
                    for lay in candidate_layouts(arch, shape, spec.engine, spec.max_nodes_per_replica)):
                 way = _precision_way(lower, resolved, lw)
                 if way:
                     ways.append(way)
                     break
-    if shape.efa_interfaces and spec.max_nodes_per_replica < 4:
+    if shape.interconnect != "none" and spec.max_nodes_per_replica < 4:
+        routed = _routed_bytes(arch, spec.precision)
         for nodes in range(spec.max_nodes_per_replica + 1, 5):
             lays = candidate_layouts(arch, shape, spec.engine, nodes)
-            if any(lay.nodes == nodes and memory_for(arch, weights, shape, lay, util, kv_bytes).max_tokens >= need
-                   for lay in lays):
-                ways.append(f"maxNodesPerReplica: {nodes} ({nodes}x {shape.name} per replica over EFA)")
+            if any(lay.nodes == nodes and memory_for(arch, weights, shape, lay, util, kv_bytes, routed).max_tokens
+                   >= need for lay in lays):
+                ways.append(f"maxNodesPerReplica: {nodes} ({nodes}x {shape.name} per replica over "
+                            f"{shape.interconnect.upper()})")
                 break
     if spec.max_context:
-        best = max((memory_for(arch, weights, shape, lay, util, kv_bytes).max_tokens
+        routed = _routed_bytes(arch, spec.precision)
+        best = max((memory_for(arch, weights, shape, lay, util, kv_bytes, routed).max_tokens
                     for lay in candidate_layouts(arch, shape, spec.engine, spec.max_nodes_per_replica)), default=0)
         if best >= MIN_CONTEXT:
             ways.append(f"maxContext <= {best // 1024 * 1024}")
@@ -316,8 +352,9 @@ def _misfit(spec: ModelSpec, pool: PoolSpec, shape: InstanceShape, arch: ModelAr
 def _precision_way(precision: str, resolved: ResolvedModel, weights: float) -> str | None:
     """A lower precision is a way out only with a checkpoint to serve (FP8 also works online from BF16)."""
     if resolved.entry is None:
-        return (f"precision {precision} (~{weights / GB:,.0f} GB"
-                + (", with an AWQ/GPTQ 4-bit checkpoint)" if precision == "int4" else ")"))
+        kind = {"int4": ", with an AWQ/GPTQ 4-bit checkpoint", "w8a8": ", with an msModelSlim checkpoint",
+                "w4a8": ", with an msModelSlim checkpoint"}.get(precision, "")
+        return f"precision {precision} (~{weights / GB:,.0f} GB{kind})"
     known = [c.hf_id for c in resolved.entry.checkpoints if c.precision == precision]
     if known:
         return f"precision {precision} with source {known[0]} (~{weights / GB:,.0f} GB)"

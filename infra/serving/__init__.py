@@ -12,10 +12,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.planning.catalog import load_catalog
 from infra.planning.coldstart import PREPULL_IMAGE
 from infra.planning.placement import fallback_pools, queue_owners
 from infra.planning.plan import Plan
+from infra.planning.shapes import catalog_for
 from infra.runtime import secret_output
 from infra.serving import autoscaling, controllers, engines, gateway_k8s, isolation, monitoring, warmstart
 from infra.stack import names
@@ -89,7 +89,7 @@ class Serving(pulumi.ComponentResource):
     # ------------------------------------------------------------------------------------------ engines
 
     def _engine_specs(self, cfg: StackConfig, plan: Plan, weights: WeightsSource | None) -> list[engines.EngineSpec]:
-        catalog = load_catalog()
+        catalog = catalog_for(cfg)
         models = {m.name: m for m in cfg.models}
         hf = None
         if weights is None and cfg.storage.hf_token is not None and any(not m.is_local for m in cfg.models):
@@ -103,7 +103,8 @@ class Serving(pulumi.ComponentResource):
                 name=names.deployment_name(dep.model, dep.pool), namespace=self._ns, dep=dep,
                 accelerator=cfg.cluster.accelerator, node_selector=pool.selector, vcpus=shape.vcpus,
                 memory_mib=shape.memory_mib, gpus_per_node=shape.gpu_count,
-                weights=_with_compile_cache(_weights_plan(models[dep.model], weights, cfg.region, hf),
+                weights=_with_compile_cache(_weights_plan(models[dep.model], weights, cfg.region, hf,
+                                                          cfg.storage.hub_endpoint),
                                             models[dep.model], weights, dep.engine_image),
                 grace_seconds=cfg.gateway.request_timeout_seconds + 60,
                 fallback_pools=fallbacks.get((dep.model, dep.pool), ())))
@@ -221,7 +222,10 @@ class Serving(pulumi.ComponentResource):
         prices = {p.name: plan.pool(p.name).hourly_usd for p in cfg.pools if not p.node_selector}
         startup = {(d.model, d.pool): (d.load.seconds, d.load.probe_seconds) for d in plan.deployments}
         self._custom(f"{name}-rules", monitoring.prometheus_rule(
-            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts, startup), crd)
+            ns, mon.ttft_p99_seconds, {m.name: m.queue_target for m in cfg.models}, prices, mon.alerts, startup,
+            cfg.cluster.accelerator), crd)
+        if cfg.cluster.accelerator == "ascend":
+            self._custom(f"{name}-npu-monitor", monitoring.npu_pod_monitor(ns), crd)
         cm = monitoring.dashboard_config_map(ns)
         k8s.core.v1.ConfigMap(f"{name}-dashboard", metadata=cm["metadata"], data=cm["data"], opts=kube.opts(self))
         if kube.managed and cfg.cluster.accelerator == "nvidia" and mon.dcgm_exporter:
@@ -250,11 +254,14 @@ class Serving(pulumi.ComponentResource):
 
 
 def _weights_plan(model: ModelSpec, weights: WeightsSource | None, region: str,
-                  hf_token: tuple[str, str] | None) -> engines.WeightsPlan:
+                  hf_token: tuple[str, str] | None, hub_endpoint: str | None = None) -> engines.WeightsPlan:
     if weights is None:
         if model.is_local:
             return engines.WeightsPlan("local", local_path=model.source)
-        return engines.WeightsPlan("hub", hf_id=model.source, revision=model.revision, hf_token=hf_token)
+        # ModelScope's default branch is `master`; `main` is the stack's default revision
+        revision = "master" if hub_endpoint == "modelscope" and model.revision == "main" else model.revision
+        return engines.WeightsPlan("hub", hf_id=model.source, revision=revision, hf_token=hf_token,
+                                   hub_endpoint=hub_endpoint)
     method = model.loading
     if method == "fsx":
         path = f"{engines.WEIGHTS_MOUNT}/{weights.prefix(model.name, model.revision)}"

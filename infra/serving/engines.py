@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.planning.sizing import PORT, DeploymentPlan
-from infra.serving import warmstart
+from infra.serving import targets, warmstart
 from infra.serving.engine_probes import (
     _DRAIN,
     _WORKER_WAIT,
@@ -83,6 +83,7 @@ class WeightsPlan:
     local_path: str | None = None
     hf_token: tuple[str, str] | None = None   # (Secret name, key)
     cache_dir: str | None = None              # hostPath for nvme
+    hub_endpoint: str | None = None           # hub: an HF mirror URL or "modelscope" (storage.hubEndpoint)
     compile_cache_dir: str | None = None      # hostPath for the engine's compile caches (per model revision)
     cache_uri: Any = None                     # s3://bucket/compile-cache/<m>/<rev>/<image>/ (restored, saved)
 
@@ -142,6 +143,8 @@ def command(spec: EngineSpec, role: str) -> list[Any]:
     args = list(spec.dep.engine_args) + extra
     if spec.engine == "vllm":
         cmd: list[Any] = ["vllm", "serve", model, *args]
+        if (ascend := targets.ascend_launch(spec, role)) is not None:
+            return cmd + ascend
         if role != "single":
             cmd += ["--distributed-executor-backend", "mp", "--nnodes", "$(LWS_GROUP_SIZE)",
                     "--master-addr", "$(LWS_LEADER_ADDRESS)"]
@@ -161,7 +164,7 @@ def _share(spec: EngineSpec) -> float:
 
 
 def gpus_per_pod(spec: EngineSpec) -> int:
-    return spec.dep.layout.tp * spec.dep.layout.pp // spec.dep.layout.nodes
+    return spec.dep.layout.gpus // spec.dep.layout.nodes
 
 
 def resources(spec: EngineSpec) -> dict[str, Any]:
@@ -179,9 +182,8 @@ def resources(spec: EngineSpec) -> dict[str, Any]:
     gpu = ACCELERATORS[spec.accelerator]["resource"]
     requests = {"cpu": str(cpu), "memory": f"{mem_gib}Gi", gpu: str(gpus)}
     limits = {"memory": f"{cap_mem + shm_gib(spec)}Gi", gpu: str(gpus)}
-    if spec.multi_node and spec.dep.efa_interfaces:
-        requests["vpc.amazonaws.com/efa"] = limits["vpc.amazonaws.com/efa"] = str(spec.dep.efa_interfaces)
-    return {"requests": requests, "limits": limits}
+    fabric = targets.fabric_resources(spec)
+    return {"requests": {**requests, **fabric}, "limits": {**limits, **fabric}}
 
 
 def shm_gib(spec: EngineSpec) -> int:
@@ -214,18 +216,15 @@ def env(spec: EngineSpec, role: str = "single") -> list[dict[str, Any]]:
         out.append({"name": "ASCEND_RT_VISIBLE_DEVICES",
                     "value": ",".join(str(i) for i in range(gpus_per_pod(spec)))})
         out += [{"name": k, "value": v} for k, v in ASCEND_ENV.items()]
-        if spec.multi_node:
-            out += [{"name": "HCCL_IF_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                    {"name": "HCCL_SOCKET_IFNAME", "value": "eth0"}, {"name": "GLOO_SOCKET_IFNAME", "value": "eth0"}]
     if spec.multi_node and spec.engine == "vllm":
         out.append({"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
-    if spec.multi_node and spec.dep.efa_interfaces:
-        out += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"}]
+    out += targets.fabric_env(spec)
     if w.region and w.method in ("nvme", "runai-streamer"):
         out += [{"name": "AWS_REGION", "value": w.region}, {"name": "AWS_DEFAULT_REGION", "value": w.region}]
     out += warmstart.compile_cache_env(w.compile_cache_dir)
     if w.method == "hub":
         out.append({"name": "HF_HOME", "value": "/hf-cache"})
+        out += targets.hub_env(spec, w.hub_endpoint)
         if w.hf_token:
             ref = {"name": w.hf_token[0], "key": w.hf_token[1]}
             out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})

@@ -67,6 +67,33 @@ def dcgm_service_monitor(namespace: str, release: str) -> dict[str, Any]:
                      "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]}}
 
 
+# Ascend NPU exporter (MindCluster npu-exporter DaemonSet: namespace npu-exporter, label app=npu-exporter,
+# port 8082): npu_chip_info_utilization (%), npu_chip_info_hbm_used_memory / _hbm_total_memory (MB),
+# npu_chip_info_health_status (1 = healthy), each labelled by chip `id`.
+NPU_EXPORTER = {"namespace": "npu-exporter", "labels": {"app": "npu-exporter"}, "port": 8082}
+
+
+def npu_pod_monitor(namespace: str) -> dict[str, Any]:
+    """Scrape the Ascend NPU exporter pods where MindCluster installs them (README: Ascend prerequisites)."""
+    return {"apiVersion": MONITORING_API, "kind": "PodMonitor",
+            "metadata": {"name": "npu-exporter", "namespace": namespace, "labels": LABELS},
+            "spec": {"selector": {"matchLabels": dict(NPU_EXPORTER["labels"])},
+                     "namespaceSelector": {"matchNames": [NPU_EXPORTER["namespace"]]},
+                     "podMetricsEndpoints": [{"portNumber": NPU_EXPORTER["port"], "path": "/metrics",
+                                              "interval": "15s"}]}}
+
+
+def npu_alert_rules() -> list[dict[str, Any]]:
+    """The NPU variants of the GPU alerts (an Ascend cluster has no DCGM)."""
+    return [
+        _alert("LlmFleetNpuMemoryNearFull",
+               "max by (instance, id) (npu_chip_info_hbm_used_memory / npu_chip_info_hbm_total_memory) > 0.98",
+               10, "warning", "NPU {{ $labels.id }} on {{ $labels.instance }} has under 2% of its HBM free"),
+        _alert("LlmFleetNpuUnhealthy", "min by (instance, id) (npu_chip_info_health_status) != 1", 5, "critical",
+               "NPU {{ $labels.id }} on {{ $labels.instance }} reports an unhealthy status"),
+    ]
+
+
 def _alert(name: str, expr: str, minutes: int, severity: str, summary: str) -> dict[str, Any]:
     return {"alert": name, "expr": expr, "for": f"{minutes}m", "labels": {"severity": severity},
             "annotations": {"summary": summary}}
@@ -185,13 +212,17 @@ def engine_alerts() -> list[dict[str, Any]]:
 
 def prometheus_rule(namespace: str, ttft_p99_seconds: float, queue_targets: dict[str, int],
                     pool_prices: dict[str, float], alerts: bool,
-                    startup: dict[tuple[str, str], tuple[int, int]] | None = None) -> dict[str, Any]:
-    """startup: per (model, pool) the planner's (dep.load.seconds, dep.load.probe_seconds)."""
+                    startup: dict[tuple[str, str], tuple[int, int]] | None = None,
+                    accelerator: str = "nvidia") -> dict[str, Any]:
+    """startup: per (model, pool) the planner's (dep.load.seconds, dep.load.probe_seconds); on an
+    Ascend cluster the NPU alerts replace the DCGM one."""
     groups = [{"name": "llm-fleet-cost", "interval": "1m", "rules": cost_rules(pool_prices)}] if pool_prices else []
     groups.append({"name": "llm-fleet-engines", "interval": "1m", "rules": engine_health_rules(startup or {})})
     if alerts:
-        groups.append({"name": "llm-fleet-alerts",
-                       "rules": alert_rules(ttft_p99_seconds, queue_targets) + engine_alerts()})
+        rules = alert_rules(ttft_p99_seconds, queue_targets) + engine_alerts()
+        if accelerator == "ascend":
+            rules = [r for r in rules if "DCGM_" not in r["expr"]] + npu_alert_rules()
+        groups.append({"name": "llm-fleet-alerts", "rules": rules})
     return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
             "metadata": {"name": "llm-fleet", "namespace": namespace, "labels": LABELS},
             "spec": {"groups": groups}}

@@ -28,6 +28,7 @@ from infra.stack.sections import (
     parse_storage,
     unique_names,
 )
+from infra.stack.shapes import parse_shapes
 from infra.stack.spec import StackConfig
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -69,6 +70,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     environment = root.str("environment", required=True, choices=("dev", "staging", "prod"))
     network = parse_network(root.node("network"), environment)
     cluster = parse_cluster(root.node("cluster"), stack, secret_names)
+    shapes = parse_shapes(root.items("shapes"))
     pools = tuple(parse_pool(n) for n in root.items("pools"))
     unique_names("pools", [p.name for p in pools])
     for pool in pools:
@@ -84,6 +86,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     jobs = parse_jobs(root.node("jobs"))
     ci = parse_ci(root.node("ci"), root.bool("bootstrap", False), cluster, network, jobs)
     root.done()
+    _check_shapes(shapes, pools, cluster, storage)
     if not pools and cluster.existing is None:
         raise ConfigError(f"{NAMESPACE}:pools: no GPU pool is defined; add at least one under `pools:`")
     if not models:
@@ -91,4 +94,24 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     return StackConfig(stack=stack, environment=environment, region=region, network=network,
                        cluster=cluster, pools=pools, models=models, engines=engines, gateway=gateway,
                        monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys),
-                       ci=ci)
+                       shapes=shapes, ci=ci)
+
+
+def _check_shapes(shapes, pools, cluster, storage) -> None:
+    """Declared shapes live on an existing cluster with the same accelerator; ModelScope needs no S3 copy."""
+    declared = {s.name: s for s in shapes}
+    for i, pool in enumerate(pools):
+        for itype in pool.instance_types:
+            shape = declared.get(itype)
+            if shape is None:
+                continue
+            if cluster.existing is None:
+                raise ConfigError(f"{NAMESPACE}:pools[{i}].instanceTypes: {itype!r} is a declared shape (on-prem or "
+                                  "GPU cloud); EKS node groups launch EC2 types only; use it with cluster.existing")
+            if shape.accelerator != cluster.accelerator:
+                raise ConfigError(f"{NAMESPACE}:shapes: {itype!r} has accelerator {shape.accelerator!r} but "
+                                  f"cluster.accelerator is {cluster.accelerator!r}; make them agree")
+    if storage.hub_endpoint == "modelscope" and cluster.existing is None:
+        raise ConfigError(f"{NAMESPACE}:storage.hubEndpoint: 'modelscope' is for cluster.existing stacks (the engines "
+                          "download from ModelScope); the S3 copy job speaks the Hugging Face API: give an HF "
+                          "mirror URL such as https://hf-mirror.com")

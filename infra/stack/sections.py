@@ -32,7 +32,7 @@ from infra.stack.windows import parse_schedule
 NAMESPACE = "llm-fleet"
 PROJECT = "llm-fleet"
 CAPACITIES = ("on-demand", "spot", "capacity-block")
-PRECISIONS = ("bf16", "fp8", "int4")
+PRECISIONS = ("bf16", "fp8", "int4", "w8a8", "w4a8")
 ENGINES = ("vllm", "sglang")
 LOADING = ("nvme", "runai-streamer", "fsx")
 AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
@@ -348,7 +348,9 @@ def parse_storage(node: Node, secret_names: frozenset[str]) -> StorageSpec:
         bucket_name=node.str("bucketName", pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
                              hint="expected an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)"),
         noncurrent_version_days=node.int("noncurrentVersionDays", 30, minimum=1),
-        hf_token=_secret(node, "hfToken", secret_names))
+        hf_token=_secret(node, "hfToken", secret_names),
+        hub_endpoint=node.str("hubEndpoint", pattern=r"modelscope|https?://[^\s/]+(/\S*)?",
+                              hint="give a Hugging Face mirror URL such as https://hf-mirror.com, or modelscope"))
     node.done()
     return spec
 

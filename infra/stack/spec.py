@@ -103,7 +103,7 @@ class ModelSpec:
     kv_cache_dtype: str                       # "auto" | "fp8"
     loading: str
     queue_target: int                         # waiting requests per replica before scaling out
-    max_nodes_per_replica: int                # > 1 opts in to multi-node replicas (EFA shapes)
+    max_nodes_per_replica: int                # > 1 opts in to multi-node replicas (EFA / RDMA / HCCL shapes)
     extra_args: tuple[str, ...]
     throughput: Throughput | None
     fallback: str = "allowed"                 # "never": no request for this model leaves the cluster
@@ -181,6 +181,37 @@ class StorageSpec:
     bucket_name: str | None
     noncurrent_version_days: int
     hf_token: SecretRef | None
+    # where weights and configs come from: None (huggingface.co / HF_ENDPOINT), an HF mirror URL, or
+    # "modelscope"; read by the planner's config fetch, the copy job and the engines' download
+    hub_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Amortized:
+    """An on-prem server: what it cost, over how many months, and the power it draws."""
+    capex_usd: float
+    months: int
+    power_kw: float
+    usd_per_kwh: float
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """A node shape the stack declares (`shapes:`): on-prem or GPU-cloud hardware not in the catalog."""
+    name: str
+    accelerator: str                          # "nvidia" | "ascend"
+    device: str                               # e.g. h100, ascend-910b
+    count: int                                # accelerators per node
+    device_memory_gb: float                   # per accelerator, GB (10^9 bytes)
+    vcpus: int
+    memory_gb: int                            # host memory
+    network_gbps: float
+    interconnect: str                         # infiniband | roce | hccs-roce | none
+    rdma_resource: str | None                 # RDMA device resource the pods request (infiniband / roce)
+    provider: str                             # onprem, or the GPU cloud's name
+    hourly_usd: float | None                  # a GPU cloud's price per node-hour
+    amortized: Amortized | None               # or an on-prem amortization
+    price_source: str | None                  # where the price comes from (URL or note)
 
 
 @dataclass(frozen=True)
@@ -220,6 +251,7 @@ class StackConfig:
     storage: StorageSpec
     jobs: JobsSpec
     secret_keys: frozenset[str] = frozenset()  # config keys that hold Pulumi secrets
+    shapes: tuple[ShapeSpec, ...] = ()        # the stack's own node shapes (cluster.existing pools)
     ci: CiSpec = CiSpec()
 
     def pool(self, name: str) -> PoolSpec:

@@ -216,7 +216,7 @@ def test_find_checkpoint_is_case_insensitive(catalog):
 
 def test_checkpoints_have_valid_precisions_and_an_int4_exists(catalog):
     checkpoints = [c for m in catalog.models.values() for c in m.checkpoints]
-    assert {c.precision for c in checkpoints} == {"bf16", "fp8", "int4"}
+    assert {c.precision for c in checkpoints} == {"bf16", "fp8", "int4", "w8a8", "w4a8"}
     int4 = [c for c in checkpoints if c.precision == "int4"]
     assert int4 and all(c.quantization in ("gptq", "awq") for c in int4)
     assert all((c.precision == "bf16") == (c.quantization is None) for c in checkpoints)

@@ -94,7 +94,7 @@ def test_sglang_static_fraction_is_capped_below_the_vllm_share():
 
 
 def test_multi_node_needs_efa():
-    with pytest.raises(SizingError, match="no EFA"):
+    with pytest.raises(SizingError, match="no multi-node interconnect"):
         # GLM-4.5-Air FP8 (~111 GB) needs three or four 1x L40S nodes; g6e.xlarge has no EFA
         plan(model("zai-org/GLM-4.5-Air-FP8", "fp8", max_context=8192, max_nodes_per_replica=4), "g6e.xlarge")
 

@@ -14,6 +14,7 @@ import pytest
 from infra.planning.catalog import load_catalog
 from infra.planning.coldstart import rates
 from infra.planning.plan import build_plan
+from infra.planning.shapes import catalog_for
 from infra.serving import engines
 from infra.serving.engines import EngineSpec, WeightsPlan
 from infra.serving.warmstart import sync_script
@@ -30,7 +31,7 @@ def plan_for(values: dict, stack: str = "prod"):
 
 
 def spec_of(dep, cfg, weights: WeightsPlan | None = None, accelerator: str | None = None) -> EngineSpec:
-    shape = CATALOG.instance(dep.instance_type)
+    shape = catalog_for(cfg, CATALOG).instance(dep.instance_type)
     return EngineSpec(name=f"{dep.model}-{dep.pool}", namespace="llm-fleet", dep=dep,
                       accelerator=accelerator or cfg.cluster.accelerator, node_selector=cfg.pool(dep.pool).selector,
                       vcpus=shape.vcpus, memory_mib=shape.memory_mib, gpus_per_node=shape.gpu_count,
@@ -343,7 +344,8 @@ def test_ascend_accelerator(stack_values):
     assert {"key": "huawei.com/Ascend910", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == {"accelerator": "huawei-Ascend910"}
     cmd = c["command"]
-    assert cmd[cmd.index("--tool-call-parser") + 1] == "glm45"
+    assert cmd[cmd.index("--tool-call-parser") + 1] == "glm47"          # GLM-5.1 (w4a8) now, not GLM-4.5-Air
+    assert cmd[cmd.index("--quantization") + 1] == "ascend"
 
 
 def test_small_replicas_share_a_node_and_surge():

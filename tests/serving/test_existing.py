@@ -50,14 +50,14 @@ def test_kubeconfig_from_a_pulumi_secret(stack_values):
     assert cfg.cluster.existing.kubeconfig.pulumi_key == "kubeconfig"
 
 
-def test_ascend_stack_plans_on_the_on_prem_shape_at_zero_cost():
+def test_ascend_stack_plans_glm51_on_its_declared_on_prem_shape():
     cfg = load_stack_file(STACKS / "Pulumi.onprem-ascend.yaml")
     pool = cfg.pool("ascend-a2")
-    assert pool.selector == {"accelerator": "huawei-Ascend910"} and pool.instance_type == "ascend-910b.8x"
-    plan = build_plan(cfg)
-    assert plan.pool("ascend-a2").hourly_usd == 0 and "0 USD/h" in plan.pool("ascend-a2").basis
+    assert pool.selector == {"accelerator": "huawei-Ascend910"} and pool.instance_type == "atlas-800-a2.8x"
+    plan = build_plan(cfg, fetch=lambda *_: pytest.fail("the catalog has GLM-5.1: nothing may be fetched"))
     dep = plan.deployments[0]
     assert dep.engine_image == "quay.io/ascend/vllm-ascend:v0.23.0" and dep.layout.nodes == 1
+    assert (dep.precision, dep.source) == ("w4a8", "Eco-Tech/GLM-5.1-w4a8") and dep.layout.tp == 8
 
 
 def test_ascend_stack_renders_npu_engines_without_aws():
@@ -67,7 +67,8 @@ def test_ascend_stack_renders_npu_engines_without_aws():
     pod = engine["inputs"]["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert "huawei.com/Ascend910" in c["resources"]["limits"]
-    assert {e["name"] for e in c["env"]} >= {"ASCEND_RT_VISIBLE_DEVICES", "HCCL_CONNECT_TIMEOUT", "HF_HOME"}
+    assert {e["name"] for e in c["env"]} >= {"ASCEND_RT_VISIBLE_DEVICES", "HCCL_CONNECT_TIMEOUT", "HF_HOME",
+                                             "VLLM_USE_MODELSCOPE"}
     assert pod["nodeSelector"] == {"accelerator": "huawei-Ascend910"}
     svc = next(r for r in of_type(records, "kubernetes:core/v1:Service") if r["name"] == "serving-gateway-svc")
     assert svc["inputs"]["spec"]["type"] == "ClusterIP"

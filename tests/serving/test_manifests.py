@@ -21,7 +21,7 @@ from scripts.render import MASK
 from tests.conftest import render_cached
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("dev", "staging", "prod", "onprem-ascend", "existing-cluster")
+STACKS = ("dev", "staging", "prod", "onprem-ascend", "existing-cluster", "gpu-cloud")
 CRDS = ROOT / "tests" / "fixtures" / "crds"
 NOT_OBJECTS = ("kubernetes:helm.sh/v3:Release",)       # a Helm release, not an API object
 

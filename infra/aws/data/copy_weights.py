@@ -2,7 +2,8 @@
 
 Run by the weights copy Job (a pinned python image with pinned `huggingface_hub` and `boto3`):
     REPO_ID=zai-org/GLM-5.1-FP8 REVISION=main BUCKET=... PREFIX=models/glm-5-1/main/ \
-    MARKER_KEY=models/glm-5-1/main/.llm-fleet-complete [HF_TOKEN=...] python copy_weights.py
+    MARKER_KEY=models/glm-5-1/main/.llm-fleet-complete [HF_TOKEN=...] [HF_ENDPOINT=<mirror>] python copy_weights.py
+(HF_ENDPOINT: the stack's storage.hubEndpoint, a Hugging Face mirror; listing and downloads both use it)
 
 - lists the repository's files at the revision with their hub checksums: sha256 for LFS files (the
   weights), the git blob sha1 for small files stored in git;
@@ -189,13 +190,13 @@ def run(s3, api, fetch: Callable[[str, str], Iterable[bytes]], *, repo_id: str, 
     return marker
 
 
-def hub_fetcher(repo_id: str, token: str | None) -> Callable[[str, str], Iterator[bytes]]:
-    """Stream a file of the repo at a commit over HTTPS (the hub's resolve endpoint)."""
+def hub_fetcher(repo_id: str, token: str | None, endpoint: str | None = None) -> Callable[[str, str], Iterator[bytes]]:
+    """Stream a file of the repo at a commit over HTTPS (the hub's, or the mirror's, resolve endpoint)."""
     from huggingface_hub import get_session, hf_hub_url
     from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
     def fetch(path: str, commit: str) -> Iterator[bytes]:
-        url = hf_hub_url(repo_id, path, revision=commit)
+        url = hf_hub_url(repo_id, path, revision=commit, endpoint=endpoint)
         with get_session().stream("GET", url, headers=build_hf_headers(token=token), follow_redirects=True,
                                   timeout=60) as response:
             hf_raise_for_status(response)
@@ -214,8 +215,10 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
     from huggingface_hub import HfApi
 
     token = env.get("HF_TOKEN") or None
+    endpoint = env.get("HF_ENDPOINT") or None
     try:
-        run(boto3.client("s3"), HfApi(), hub_fetcher(env["REPO_ID"], token), repo_id=env["REPO_ID"],
+        run(boto3.client("s3"), HfApi(endpoint=endpoint), hub_fetcher(env["REPO_ID"], token, endpoint),
+            repo_id=env["REPO_ID"],
             revision=env["REVISION"], bucket=env["BUCKET"], prefix=env["PREFIX"], marker_key=env["MARKER_KEY"],
             token=token, workers=int(env.get("WORKERS", DEFAULT_WORKERS)),
             part_size=int(env.get("PART_MB", DEFAULT_PART_SIZE // MIB)) * MIB)

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-PRECISIONS = ("bf16", "fp8", "int4")
+from infra.planning.catalog.hardware import INTERCONNECTS, Amortization
+
+PRECISIONS = ("bf16", "fp8", "int4", "w8a8", "w4a8")
 ENGINES = ("vllm", "sglang")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AS_OF = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
@@ -71,6 +73,11 @@ class InstanceShape:
     on_demand_usd: Mapping[str, float]  # region -> USD/hour
     spot_discount: float  # fraction off on-demand, 0..1
     sources: tuple[str, ...]
+    interconnect: str = "none"        # one of INTERCONNECTS
+    rdma_resource: str | None = None  # infiniband / roce: the RDMA device resource pods request
+    provider: str = "aws"             # aws | onprem | <GPU cloud>: EFA exists only on "aws"
+    flat_hourly_usd: float | None = None      # a GPU cloud's price per node-hour, any region
+    amortization: Amortization | None = None  # an on-prem server bought, not rented
 
     @property
     def gpu_memory_gb(self) -> float:
@@ -81,7 +88,15 @@ class InstanceShape:
     def total_gpu_memory_gb(self) -> float:
         return self.gpu_memory_gb * self.gpu_count
 
+    @property
+    def priced(self) -> bool:
+        return bool(self.on_demand_usd) or self.flat_hourly_usd is not None or self.amortization is not None
+
     def hourly_usd(self, region: str) -> float:
+        if self.amortization is not None:
+            return self.amortization.hourly_usd
+        if self.flat_hourly_usd is not None:
+            return self.flat_hourly_usd
         try:
             return self.on_demand_usd[region]
         except KeyError:
@@ -144,6 +159,12 @@ class Catalog:
         if name not in self.instances:
             raise CatalogError(f"unknown instance type {name!r}; known: {', '.join(sorted(self.instances))}")
         return self.instances[name]
+
+    def with_shapes(self, shapes: Mapping[str, InstanceShape]) -> Catalog:
+        """This catalog plus a stack's own shapes (`shapes:`); a stack shape may not shadow a catalog one."""
+        if clash := sorted(set(shapes) & set(self.instances)):
+            raise CatalogError(f"shape name(s) {clash} are catalog shapes; name your own shapes differently")
+        return Catalog(MappingProxyType({**self.instances, **shapes}), self.models, self.api_prices, self.sources)
 
     def model(self, key: str) -> CatalogModel:
         if key not in self.models:
@@ -241,12 +262,13 @@ def _load_sources(f: _File) -> dict[str, Source]:
 
 _SHAPE_KEYS = ("gpuModel", "gpuVendor", "gpuCount", "gpuMemoryMiB", "vcpus", "memoryMiB", "nvmeGB",
                "networkGbps", "efaInterfaces", "onDemandUSD", "spotDiscount", "sources")
+_SHAPE_OPTIONAL = ("interconnect", "provider")
 
 
 def _load_shapes(f: _File, known: Mapping[str, Source]) -> dict[str, InstanceShape]:
     out = {}
     for name, raw in f.mapping("<root>", f.data, any_keys=True).items():
-        r = f.mapping(name, raw, _SHAPE_KEYS)
+        r = f.mapping(name, raw, _SHAPE_KEYS, _SHAPE_OPTIONAL)
         prices = f.mapping(f"{name}.onDemandUSD", r["onDemandUSD"], any_keys=True)
         for region, usd in prices.items():
             f.text(f"{name}.onDemandUSD", region, _REGION, "an AWS region name such as us-east-1")
@@ -259,8 +281,17 @@ def _load_shapes(f: _File, known: Mapping[str, Source]) -> dict[str, InstanceSha
             float(f.number(f"{name}.networkGbps", r["networkGbps"])), ints["efaInterfaces"],
             MappingProxyType({k: float(v) for k, v in prices.items()}),
             float(f.number(f"{name}.spotDiscount", r["spotDiscount"], upper=1)),
-            f.sources(f"{name}.sources", r["sources"], known))
+            f.sources(f"{name}.sources", r["sources"], known),
+            interconnect=_interconnect(f, name, r, ints["efaInterfaces"]),
+            provider=f.text(f"{name}.provider", r.get("provider", "aws")))
     return out
+
+
+def _interconnect(f: _File, name: str, r: dict, efa: int) -> str:
+    value = r.get("interconnect", "efa" if efa else "none")
+    if value not in INTERCONNECTS or (value == "efa") != (efa > 0):
+        raise f.fail(f"{name}.interconnect", f"{value!r}: not in {list(INTERCONNECTS)} or not matching efaInterfaces")
+    return value
 
 
 def _load_models(f: _File, known: Mapping[str, Source]) -> dict[str, CatalogModel]:
@@ -277,7 +308,7 @@ def _load_models(f: _File, known: Mapping[str, Source]) -> dict[str, CatalogMode
             if c["precision"] not in PRECISIONS:
                 raise f.fail(f"{p}.precision", f"{c['precision']!r} is not one of {list(PRECISIONS)}")
             if (c["precision"] == "bf16") == ("quantization" in c):
-                raise f.fail(f"{p}.quantization", "is required for fp8/int4 and must be absent for bf16")
+                raise f.fail(f"{p}.quantization", "is required for fp8/int4/w8a8/w4a8 and must be absent for bf16")
             if hf_id.lower() in seen_ids:
                 raise f.fail(f"{p}.hfId", f"{hf_id!r} is already listed under {seen_ids[hf_id.lower()]}")
             seen_ids[hf_id.lower()] = key
