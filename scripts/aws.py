@@ -34,6 +34,7 @@ from infra.planning.capacity import Offering, Reservation
 from infra.planning.fleetops import NodeGroup, Scaling, iso
 from infra.stack import names
 from infra.stack.spec import StackConfig
+from scripts.aws_errors import AWS_FAILURE, describe_error, is_aws_error  # noqa: F401  (the jobs' one import)
 from scripts.common import UserError
 
 MAX_ATTEMPTS = 6                       # botocore standard mode, per call
@@ -107,34 +108,76 @@ def account_id(sts: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------- node groups
 
+# Node groups are found by this tag (with the cluster), never by a fixed name: their names are generated
+# (names.nodegroup_prefix); the program tags each group with its pool (infra.aws.nodepools).
+POOL_TAG = names.TAG_POOL
+
+
 def describe_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup:
-    cluster, name = names.cluster_name(cfg), names.nodegroup_name(cfg, pool)
-    try:
+    found = find_group(eks, cfg, pool)
+    if found is None:
+        raise UserError(f"pool {pool}: no node group tagged {POOL_TAG}={pool} in cluster {names.cluster_name(cfg)} "
+                        f"({cfg.region}); deploy the stack first (pulumi up), or check the stack name")
+    return found
+
+
+def find_group(eks: Any, cfg: StackConfig, pool: str) -> NodeGroup | None:
+    """The pool's node group, or None when it is not deployed (yet)."""
+    return describe_groups(eks, cfg, only=pool).get(pool)
+
+
+def describe_groups(eks: Any, cfg: StackConfig, only: str | None = None) -> dict[str, NodeGroup]:
+    """Every deployed pool's node group (by its pool tag), read before anything changes; a pool not
+    deployed yet is left out (the jobs report it and handle the others)."""
+    cluster = names.cluster_name(cfg)
+    wanted = {p.name for p in cfg.pools} if only is None else {only}
+    out: dict[str, NodeGroup] = {}
+    with user_errors(f"eks:ListNodegroups {cluster}"):
+        try:
+            listed = [n for page in eks.get_paginator("list_nodegroups").paginate(clusterName=cluster)
+                      for n in page.get("nodegroups", [])]
+        except ClientError as err:
+            if error_code(err) == "ResourceNotFoundException":
+                return {}                               # no cluster yet: nothing deployed
+            raise
+    for name in listed:
         with user_errors(f"eks:DescribeNodegroup {name}"):
-            ng = eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"]
-    except ClientError as err:
-        if error_code(err) == "ResourceNotFoundException":
-            raise UserError(f"pool {pool}: no node group {name} in cluster {cluster} ({cfg.region}); "
-                            "deploy the stack first (pulumi up), or check the stack name") from None
-        raise
+            try:
+                ng = eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"]
+            except ClientError as err:
+                if error_code(err) == "ResourceNotFoundException":
+                    continue                            # deleted in between
+                raise
+        pool = (ng.get("tags") or {}).get(POOL_TAG)
+        if pool in wanted:
+            out[pool] = _group(pool, ng)
+    return out
+
+
+def _group(pool: str, ng: dict[str, Any]) -> NodeGroup:
     sc = ng.get("scalingConfig", {})
     modified = ng.get("modifiedAt")
     scaling = Scaling(int(sc.get("minSize", 0)), int(sc.get("maxSize", 1)), int(sc.get("desiredSize", 0)))
-    return NodeGroup(pool=pool, name=name, arn=ng["nodegroupArn"], status=ng.get("status", "UNKNOWN"),
-                     scaling=scaling,
-                     tags=dict(ng.get("tags") or {}),
+    return NodeGroup(pool=pool, name=ng["nodegroupName"], arn=ng["nodegroupArn"], status=ng.get("status", "UNKNOWN"),
+                     scaling=scaling, tags=dict(ng.get("tags") or {}),
                      modified_at=modified.astimezone(UTC) if isinstance(modified, datetime) else None)
 
 
-def describe_groups(eks: Any, cfg: StackConfig) -> dict[str, NodeGroup]:
-    """Every pool's node group, read before anything changes (a missing one stops the run)."""
-    return {pool.name: describe_group(eks, cfg, pool.name) for pool in cfg.pools}
+class ApplyFailed(Exception):
+    """A node group change that did not happen; `left` says what could not be undone (normally nothing)."""
+
+    def __init__(self, message: str, left: str | None = None):
+        super().__init__(message if left is None else f"{message}; {left}")
+        self.left = left
 
 
 def apply(eks: Any, cfg: StackConfig, group: NodeGroup, scaling: Scaling | None, set_tags: dict[str, str],
           remove_tags: list[str], sleep: Callable[[float], None]) -> None:
-    """Tags first (an override is recorded before it is applied), then the scaling config."""
-    with user_errors(f"node group {group.name}"):
+    """One atomic change: tags (the override's record), then the scaling config; when the scaling
+    update fails, the tags are put back as they were, so a failed override leaves nothing behind."""
+    before = {k: group.tags[k] for k in [*set_tags, *remove_tags] if k in group.tags}
+    added = [k for k in set_tags if k not in group.tags]
+    try:
         if remove_tags:
             retrying(lambda: eks.untag_resource(resourceArn=group.arn, tagKeys=remove_tags), sleep=sleep)
         if set_tags:
@@ -144,15 +187,29 @@ def apply(eks: Any, cfg: StackConfig, group: NodeGroup, scaling: Scaling | None,
                 clusterName=names.cluster_name(cfg), nodegroupName=group.name,
                 scalingConfig={"minSize": scaling.min_size, "maxSize": scaling.max_size,
                                "desiredSize": scaling.desired}), sleep=sleep)
+    except Exception as err:
+        if not is_aws_error(err):
+            raise
+        try:
+            if added:
+                retrying(lambda: eks.untag_resource(resourceArn=group.arn, tagKeys=added), sleep=sleep)
+            if before:
+                retrying(lambda: eks.tag_resource(resourceArn=group.arn, tags=before), sleep=sleep)
+        except Exception as undo:
+            if not is_aws_error(undo):
+                raise
+            raise ApplyFailed(describe_error(err), f"the tags could not be put back ({describe_error(undo)}): "
+                              f"they are now {sorted(set_tags)} set, {sorted(remove_tags)} removed") from None
+        raise ApplyFailed(describe_error(err)) from None
 
 
-def on_demand_nodes(ec2: Any, cfg: StackConfig, pool: str) -> int:
+def on_demand_nodes(ec2: Any, cfg: StackConfig, group: NodeGroup) -> int:
     """Running instances of the pool's node group that are not spot (EKS tags them with the group)."""
     count = 0
     with user_errors("ec2:DescribeInstances"):
         pages = ec2.get_paginator("describe_instances").paginate(Filters=[
             {"Name": "tag:eks:cluster-name", "Values": [names.cluster_name(cfg)]},
-            {"Name": "tag:eks:nodegroup-name", "Values": [names.nodegroup_name(cfg, pool)]},
+            {"Name": "tag:eks:nodegroup-name", "Values": [group.name]},
             {"Name": "instance-state-name", "Values": ["pending", "running"]}])
         for page in pages:
             for res in page.get("Reservations", []):
@@ -172,9 +229,11 @@ class StackLock:
     conditional on our ETag, so a run never removes a lock someone else took over."""
 
     def __init__(self, s3: Any, bucket: str, stack: str, command: str, *, clock: Callable[[], datetime],
-                 ttl: timedelta = timedelta(minutes=15)):
+                 ttl: timedelta = timedelta(minutes=15), break_lock: bool = False):
         self.s3, self.bucket, self.key, self.clock, self.ttl = s3, bucket, names.lock_key(stack), clock, ttl
         self.command = command
+        self.break_lock = break_lock
+        self.broken: dict[str, Any] | None = None       # the holder whose live lock --break-lock took
         self.owner = whoami()
         self.token = uuid.uuid4().hex
         self.etag: str | None = None
@@ -210,9 +269,12 @@ class StackLock:
                 raise
             info = _parse(held["Body"].read())
             expires = info.get("expires")
-            if expires is not None and expires > self.clock():
+            if expires is not None and expires > self.clock() and not self.break_lock:
                 raise LockBusy(f"stack is locked by {info.get('owner')} (pid {info.get('pid')}, "
-                               f"{info.get('command')}) until {iso(expires)}; nothing changed")
+                               f"{info.get('command')}) until {iso(expires)}; nothing changed (if that run is "
+                               "dead, --break-lock takes the lock over)")
+            if expires is not None and expires > self.clock():
+                self.broken = info
             try:
                 self.etag = self._put(self.ttl, IfMatch=held["ETag"])
                 return

@@ -5,11 +5,14 @@ cover them (blocks start and end at 11:30 UTC; instances stop 30 minutes before 
 already bought that covers a span is reported as `covered`; otherwise every offering is printed
 with its price against on-demand for the same hours and for only the scheduled node-hours, and
 with --purchase the cheapest covering offering is bought (--dry-run: would buy). A purchase is
-final: AWS does not refund or cancel Capacity Blocks. Exit status: 0 done, 2 user error, 3 locked."""
+final: AWS does not refund or cancel Capacity Blocks. Exit status: 0 done, 2 user error (e.g. AccessDenied:
+the line names the IAM action), 3 locked, 4 AWS error (an unexpected answer, a 500, an unreachable
+endpoint: one line, the JSON lines above it are what was done); see docs/jobs.md."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from datetime import datetime, timedelta
 
 from infra.planning.capacity import capacity_spans, cheapest_covering, covering, quote
@@ -17,15 +20,15 @@ from infra.planning.fleetops import iso
 from infra.stack import names
 from infra.stack.spec import PoolSpec
 from scripts import aws
-from scripts.cmd_reconcile import Deps, Job, add_job_arguments, run_locked
 from scripts.common import UserError
+from scripts.job import Deps, Job, add_job_arguments, run_locked
 
 HELP = "find (and with --purchase buy) EC2 Capacity Blocks for capacity-block pools' windows"
 MAX_WEEKS = 26
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_job_arguments(parser, drain=False)
+    add_job_arguments(parser)
     parser.add_argument("--weeks", type=int, default=2, help=f"how far ahead to look (1-{MAX_WEEKS}, default 2)")
     parser.add_argument("--pool", help="only this pool (default: every capacity-block pool)")
     parser.add_argument("--purchase", action="store_true",
@@ -43,13 +46,14 @@ def _pools(job: Job) -> list[PoolSpec]:
             raise UserError(f"--pool {job.args.pool}: not a capacity-block pool (capacity: capacity-block)")
     if not blocks:
         raise UserError(f"stack {job.cfg.stack} has no pool with capacity: capacity-block")
-    return blocks
+    # the windows the pool really keeps: pre-warm defaulted to the cold start, short gaps merged
+    return [dataclasses.replace(p, schedule=job.schedules.get(p.name, p.schedule)) for p in blocks]
 
 
 def run(args: argparse.Namespace, deps: Deps | None = None) -> int:
     if not 1 <= args.weeks <= MAX_WEEKS:
         raise UserError(f"--weeks {args.weeks}: give 1 to {MAX_WEEKS} (Capacity Blocks are sold up to 182 days)")
-    job = Job(args, deps or Deps(), "capacity")
+    job = Job(args, deps or Deps(), "capacity", mutating=args.purchase)
     pools = _pools(job)
     end = job.at + timedelta(weeks=args.weeks)
     if not args.purchase:                    # reads only: no lock

@@ -11,7 +11,8 @@ import sys
 
 from infra.planning.cost import parse_month
 from infra.planning.plan import Plan, build_plan
-from scripts.common import UserError, add_stack_args, load_stack
+from infra.stack.config import load_stack_file
+from scripts.common import UserError, add_stack_args, stack_path
 
 HELP = "size models against pools and cost the stack (offline)"
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         month = parse_month(args.month) if args.month else None
     except ValueError as err:
         raise UserError(str(err)) from None
-    plan = build_plan(load_stack(args), month=month)
+    plan = build_plan(load_stack_file(stack_path(args)), month=month)     # as written: the plan resolves it, with notes
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

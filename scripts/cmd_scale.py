@@ -1,11 +1,14 @@
-"""An operator's override: hold one pool at --size nodes until --until (a launch tonight, an
-incident), within the pool's min/max. The override is written as tags on the node group, so
-`fleet reconcile` keeps it until it expires and then restores the schedule.
+"""An operator's override: hold one pool at --size nodes until --until (a launch tonight, an incident),
+within the pool's min/max. The override is one atomic change: tags on the node group (its only record)
+and the bounds min = max = size (EKS needs max >= 1, so an override to 0 leaves at most one node that
+pods still ask for); when the EKS update fails the tags are put back and nothing is left behind.
+`fleet reconcile` keeps the override until it expires, then restores the stack's bounds.
 
-With --wait, waits until the node group is ACTIVE at the new size, the nodes are Ready (kubectl on
-the current kubeconfig) and the gateway's /v1/models lists the pool's models, or --timeout passes.
-Exit status: 0 done, 1 not done (drain hold, busy node group) or --wait timed out, 2 user error
-(nothing changed), 3 stack locked."""
+With --wait, waits until the node group is ACTIVE at the new size, the nodes are Ready (kubectl on the
+current kubeconfig) and the gateway's /v1/models lists the pool's models, or --timeout passes. What it
+cannot check (no kubectl or kubeconfig, a private endpoint, no --gateway-url) makes the answer
+`"ready": "unknown"`, never true. Exit status: 0 done (and ready), 1 not done or --wait timed out,
+2 user error (nothing changed), 3 stack locked, 4 AWS error, 5 --wait could not check (docs/jobs.md)."""
 
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ import os
 import re
 from datetime import datetime, timedelta
 
-from infra.planning.fleetops import UPDATABLE, Override, check_override, iso, plan_override
+from infra.planning.fleetops import UPDATABLE, Override, check_override, iso, missing, plan_override
 from scripts import aws, metrics
-from scripts.cmd_reconcile import Deps, Job, add_job_arguments, parse_time, run_locked
 from scripts.common import UserError
+from scripts.job import DONE, PARTIAL, UNKNOWN, Deps, Job, add_job_arguments, exit_status, parse_time, run_locked
 
 HELP = "override one pool's size until a time (optionally wait until it serves)"
 DEFAULT_HOLD = timedelta(hours=4)
@@ -60,67 +63,70 @@ def run(args: argparse.Namespace, deps: Deps | None = None) -> int:
         raise UserError(str(err)) from None
     by = args.by or aws.whoami()
     override = Override(args.size, until, re.sub(r"[^\w .:/=+@-]", "-", by)[:200])
-    aws.describe_group(job.eks, job.cfg, pool.name)       # a missing node group stops here
 
     def body(lock: aws.StackLock | None) -> int:
-        group = aws.describe_group(job.eks, job.cfg, pool.name)
+        group = aws.find_group(job.eks, job.cfg, pool.name)
+        if group is None:
+            job.emit_action(missing(pool.name))
+            return PARTIAL
         action = plan_override(pool, job.at, group, override, job.prices.get(pool.name))
         if action is None:
             job.emit(pool=pool.name, action="unchanged", **{"from": group.scaling.desired, "to": args.size},
-                     reason=f"already at {args.size} with this override until {iso(until)}")
+                     reason=f"already held at {args.size} by this override until {iso(until)}", changed=False)
         else:
-            [action] = job.execute([action], {pool.name: group}, lock)
-            if action.kind in ("hold", "skip"):
-                return 1                     # the operator's request was not carried out
+            status = exit_status(job.execute([action], {pool.name: group}))
+            if status != DONE:
+                return status                # the operator's request was not carried out
         if args.wait and not job.dry_run:
-            return 0 if wait_ready(job, pool.name, args.size, args.timeout) else 1
-        return 0
+            return wait_ready(job, pool.name, args.size, args.timeout)
+        return DONE
 
     return run_locked(job, body)
 
 
-def wait_ready(job: Job, pool: str, size: int, timeout: float) -> bool:
-    """Node group ACTIVE at `size`, then `size` Ready nodes, then the pool's models at the gateway."""
+def wait_ready(job: Job, pool: str, size: int, timeout: float) -> int:
+    """Node group ACTIVE at `size`, then `size` Ready nodes, then the pool's models at the gateway:
+    DONE when all were seen, PARTIAL on timeout, UNKNOWN when a step could not be checked."""
     deps = job.deps
     deadline = deps.monotonic() + timeout
-    notes: list[str] = []
+    unchecked: list[str] = []
     models = sorted({m.name for m in job.cfg.models if any(p.pool == pool for p in m.placements)})
     url = job.args.gateway_url
     key = os.environ.get(GATEWAY_KEY_ENV)
 
-    def group_ready() -> bool:
+    def group_ready() -> bool | None:
         g = aws.describe_group(job.eks, job.cfg, pool)
         return g.status in UPDATABLE and g.scaling.desired == size
 
-    def nodes_ready() -> bool:
+    def nodes_ready() -> bool | None:
         n = deps.ready_nodes(pool)
-        if n is None:
-            if "nodes" not in notes:
-                notes.append("nodes")
-            return True
-        return n == size
+        return None if n is None else n == size
 
-    def served() -> bool:
+    def served() -> bool | None:
         if size == 0 or not models:
             return True
         if not url:
-            if "gateway" not in notes:
-                notes.append("gateway")
-            return True
+            return None
         listed = metrics.gateway_models(url, key, deps.http)
         return listed is not None and set(models) <= listed
 
-    steps = [("node group ACTIVE at the size", group_ready), (f"{size} Ready node(s)", nodes_ready),
-             (f"gateway lists {', '.join(models) or 'nothing'}", served)]
-    for label, check in steps:
-        while not check():
+    why = {"nodes": "cannot check Ready nodes (no kubectl, no kubeconfig, or the endpoint is private)",
+           "gateway": "no --gateway-url: cannot check that a replica serves"}
+    steps = [("group", "node group ACTIVE at the size", group_ready), ("nodes", f"{size} Ready node(s)", nodes_ready),
+             ("gateway", f"gateway lists {', '.join(models) or 'nothing'}", served)]
+    for name, label, check in steps:
+        while (seen := check()) is not True:
+            if seen is None:
+                unchecked.append(why[name])
+                break
             if deps.monotonic() >= deadline:
                 job.emit(pool=pool, action="wait", **{"from": None, "to": size}, ready=False,
-                         reason=f"timed out after {timeout:.0f} s waiting for: {label}")
-                return False
+                         reason=f"timed out after {timeout:.0f} s waiting for: {label}", changed=False)
+                return PARTIAL
             deps.sleep(min(deps.poll_seconds, max(0.0, deadline - deps.monotonic())))
-    skipped = {"nodes": "cannot check Ready nodes (no kubectl or kubeconfig)",
-               "gateway": "no --gateway-url: the gateway was not checked"}
-    reason = "; ".join(["ready"] + [skipped[n] for n in notes])
-    job.emit(pool=pool, action="wait", **{"from": None, "to": size}, ready=True, reason=reason)
-    return True
+    if unchecked:
+        job.emit(pool=pool, action="wait", **{"from": None, "to": size}, ready="unknown",
+                 reason="; ".join(unchecked), changed=False)
+        return UNKNOWN
+    job.emit(pool=pool, action="wait", **{"from": None, "to": size}, ready=True, reason="ready", changed=False)
+    return DONE

@@ -53,6 +53,17 @@ def load_stack(args: argparse.Namespace) -> StackConfig:
     return with_prewarm(load_stack_file(stack_path(args)))
 
 
+def parse_iso(text: str, flag: str) -> datetime:
+    """An ISO 8601 instant with an offset (or Z), as the user wrote it; anything else is a user error."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{flag} {text!r} is not an ISO time such as 2026-11-20T09:00+08:00") from None
+    if moment.tzinfo is None:
+        raise UserError(f"{flag} {text!r} has no UTC offset; add one (e.g. +08:00) or Z for UTC")
+    return moment
+
+
 def emit(stream: TextIO, **fields: Any) -> None:
     """One JSON line per action, in the order the fields are given, with the time first."""
     record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), **fields}
@@ -68,3 +79,10 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         # one line whatever the message holds (a hub or provider error may carry newlines)
         print(f"fleet {args.command}: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except Exception as err:
+        from scripts.aws_errors import AWS_FAILURE, describe_error, is_aws_error  # botocore: only on a failure
+        if not is_aws_error(err):
+            raise
+        print(f"fleet {args.command}: AWS error: {describe_error(err)}; the JSON lines above (if any) are "
+              "what was done; run again, or see docs/jobs.md", file=sys.stderr)
+        return AWS_FAILURE

@@ -23,6 +23,7 @@ COMMANDS = {
     "reconcile": "scripts.cmd_reconcile",
     "capacity": "scripts.cmd_capacity",
     "sweep": "scripts.cmd_sweep",
+    "simulate": "scripts.cmd_simulate",
 }
 USER_ERRORS = (ConfigError, SizingError, CatalogError, HubError)
 

@@ -4,9 +4,11 @@ text page such as an engine's /metrics), the gateway's model list, and the bound
 A pool is "in flight" while its engines run or queue requests: vLLM `vllm:num_requests_running` +
 `vllm:num_requests_waiting`, SGLang `sglang:num_running_reqs` + `sglang:num_queue_reqs`, summed over
 series carrying `llm_fleet_pool="<pool>"` (the engines' PodMonitor turns the pod label
-`llm-fleet/pool` into that target label: infra/serving/monitoring.py, `podTargetLabels`). A
-reachable Prometheus with no series for a pool means no engine runs there: 0 in flight. An
-unreachable one means "unknown", and the jobs then refuse to scale down.
+`llm-fleet/pool` into that target label: infra/serving/monitoring.py, `podTargetLabels`). No series
+for a pool is "unknown", never idle: engines that are still loading (or not scraped yet) report
+nothing, and a pool judged idle from that would be drained under their feet. An unreachable source
+is "unknown" too. The jobs never need these numbers to scale down safely (the engines' preStop drains
+them); `fleet sweep` uses them to report idle pools.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import math
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import requests
@@ -73,7 +74,7 @@ class Prometheus:
             values = [v for _, v in self.query(promql) if not math.isnan(v)]
         except MetricsUnavailable:
             return None
-        return sum(values)
+        return sum(values) if values else None          # no series: unknown, not 0
 
     def in_flight(self, pool: str) -> float | None:
         return self._sum(f"sum({_selector(IN_FLIGHT, pool)})")
@@ -120,6 +121,8 @@ class Scrape:
             except requests.RequestException:
                 return None
             values = parse_exposition(reply.text, pool)
+            if not any(name in values for name in IN_FLIGHT):
+                return None                             # a page without the engine's gauges: unknown
             total += sum(values.get(name, 0.0) for name in IN_FLIGHT)
         return total
 
@@ -138,37 +141,6 @@ class FirstOf:
 
     def finished(self, pool: str, minutes: int) -> float | None:
         return next((v for s in self.sources if (v := s.finished(pool, minutes)) is not None), None)
-
-
-# ---------------------------------------------------------------------------------------------- drain
-
-@dataclass(frozen=True)
-class Drain:
-    drained: bool
-    in_flight: float | None
-    waited_seconds: float
-    reason: str
-
-
-def wait_for_drain(read: Callable[[], float | None], timeout: float, *, clock: Callable[[], float],
-                   sleep: Callable[[float], None], interval: float = 15.0) -> Drain:
-    """Poll until nothing is in flight, or `timeout` seconds pass (then give up: no scale-down).
-    No metrics at the first read refuses at once rather than waiting on a source that is not there."""
-    start = clock()
-    value: float | None = None
-    while True:
-        value = read()
-        waited = clock() - start
-        if value is None and waited == 0:
-            return Drain(False, None, 0.0, "no engine metrics reachable (set jobs.prometheusUrl or "
-                                           "--prometheus-url; --no-drain-check skips this check)")
-        if value is not None and value <= 0:
-            return Drain(True, value, waited, "drained" if waited else "no requests in flight")
-        if waited >= timeout:
-            shown = "unknown (metrics unreachable)" if value is None else f"{value:g}"
-            return Drain(False, value, waited, f"still {shown} request(s) in flight after {waited:.0f} s "
-                                               f"(bound {timeout:.0f} s); gave up")
-        sleep(max(0.0, min(interval, timeout - waited)))
 
 
 # ---------------------------------------------------------------------------------------------- readiness

@@ -22,6 +22,7 @@ from infra.aws.cluster import Cluster, iam_name
 from infra.aws.network import Network, multi_node_pools
 from infra.aws.nodes import DEVICE_PLUGIN_LABEL, EFA_LABEL, GPU_TAINT_KEY, is_bottlerocket
 from infra.planning.plan import Plan
+from infra.planning.windows_plan import SCALE_DOWN_UNNEEDED_SECONDS
 from infra.stack import names
 from infra.stack.spec import StackConfig
 from infra.wiring import KubeTarget
@@ -146,6 +147,8 @@ class ClusterAddons(pulumi.ComponentResource):
                 "extraArgs": {
                     "expander": "priority",
                     "max-node-provision-time": MAX_NODE_PROVISION_TIME,
+                    # explicit (the default) because the planner's gap merging and `fleet simulate` use it
+                    "scale-down-unneeded-time": f"{SCALE_DOWN_UNNEEDED_SECONDS // 60}m0s",
                     # engines keep their model cache in emptyDir: without this no GPU node is ever removed
                     "skip-nodes-with-local-storage": "false",
                 },

@@ -30,8 +30,13 @@ def jobs_policy(cfg: StackConfig, partition: str, account: str, bucket: str, key
         {"Sid": "NodeGroups", "Effect": "Allow",
          "Action": ["eks:DescribeNodegroup", "eks:UpdateNodegroupConfig", "eks:TagResource", "eks:UntagResource"],
          "Resource": f"arn:{partition}:eks:{region}:{account}:nodegroup/{cluster}/*/*"},
+        # node groups are found by their pool tag, not by name (generated names)
+        {"Sid": "ListNodeGroups", "Effect": "Allow", "Action": ["eks:ListNodegroups"],
+         "Resource": f"arn:{partition}:eks:{region}:{account}:cluster/{cluster}"},
         {"Sid": "Lock", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
          "Resource": f"arn:{partition}:s3:::{bucket}/{names.lock_key(cfg.stack)}"},
+        {"Sid": "Deployed", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": f"arn:{partition}:s3:::{bucket}/{names.deployed_key(cfg.stack)}"},
         {"Sid": "LockKey", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": key_arn},
         # `fleet sweep` notes spot pools that fell back to on-demand; Describe* takes no resource scoping
         {"Sid": "Instances", "Effect": "Allow", "Action": ["ec2:DescribeInstances"], "Resource": "*",
@@ -85,6 +90,10 @@ class FleetJobs(pulumi.ComponentResource):
                 max_session_duration=3600, tags=tags, opts=child)
             aws.iam.RolePolicy(f"{name}-github", role=role.id, policy=policy, opts=child)
             self.github_role_arn = role.arn
+        # the stack as this deploy applied it: the scheduled jobs read it (`--deployed`), so a change
+        # merged on main but not yet deployed (or not approved) is never acted on
+        aws.s3.BucketObjectv2(f"{name}-deployed", bucket=bucket_name, key=names.deployed_key(cfg.stack),
+                              content=stack_document(), content_type="application/yaml", tags=tags, opts=child)
         if cfg.jobs.in_cluster:
             self._in_cluster(name, cfg, cluster, kube, policy, tags)
         self.register_outputs({"github_role_arn": self.github_role_arn})
@@ -108,7 +117,7 @@ class FleetJobs(pulumi.ComponentResource):
         for job, schedule in (("reconcile", cfg.jobs.reconcile_cron), ("sweep", cfg.jobs.sweep_cron)):
             argv = ["fleet", job, "--stack-file", f"{STACK_DIR}/{stack_file}"]
             prometheus = in_cluster_prometheus(cfg)
-            if prometheus:
+            if prometheus and job == "sweep":         # reconcile needs no metrics: the preStop drains
                 argv += ["--prometheus-url", prometheus]
             # exit 3: another run holds the stack's lock; that run does the work, so this one is a skip
             command = ["/bin/sh", "-c", SKIP_WHEN_LOCKED, "fleet-job"]

@@ -1,9 +1,12 @@
 """GPU node pools: one EKS managed node group per pool, its launch template, scale-from-zero tags on the
-node group and its ASG, EventBridge Scheduler schedules for scheduled pools, and the cluster add-ons
-that make GPU nodes usable and scalable (infra.addons).
+node group and its ASG, and the cluster add-ons that make GPU nodes usable and scalable (infra.addons).
 
-Desired size belongs to the cluster-autoscaler, the schedules and `fleet reconcile`; min and max stay
-declared by the stack file. What Pulumi still sends for the desired size is decided in infra.aws.scaling.
+Desired size belongs to cluster-autoscaler alone (nodes follow pods; docs/capacity.md), so Pulumi ignores
+it after creation (`ignore_changes`; what Pulumi still sends for it is decided in infra.aws.scaling); min and
+max are bounds: the stack file's, or an operator's override that `fleet scale` / `fleet reconcile` write. A
+pool's schedule is not a node-group action: it is the KEDA cron triggers of the pool's engines (pods), and
+the nodes follow them. No EventBridge schedule writes a node group's size, so nothing undoes the
+autoscaler or cuts an override.
 
 Node groups get generated names (`<cluster>-<pool>-<unique suffix>`) and carry their pool in the tag
 `names.TAG_POOL`: a change EKS can only make by replacing the group (instance types, capacity, AMI type,
@@ -13,7 +16,6 @@ subnets, launch template id) creates the new group first without a name collisio
 from __future__ import annotations
 
 import base64
-import json
 
 import pulumi
 import pulumi_aws as aws
@@ -33,13 +35,11 @@ from infra.aws.scaling import field, live_scaling, scaling_inputs
 from infra.planning.catalog import InstanceShape, load_catalog
 from infra.planning.nodecache import raid_nvme  # checked in build_plan
 from infra.planning.plan import Plan
-from infra.planning.schedule_cron import cron_actions
 from infra.stack import names
 from infra.stack.spec import PoolSpec, StackConfig
 from infra.wiring import KubeTarget
 
 CAPACITY_TYPES = {"on-demand": "ON_DEMAND", "spot": "SPOT", "capacity-block": "CAPACITY_BLOCK"}
-SCHEDULE_TARGET = "arn:aws:scheduler:::aws-sdk:eks:updateNodegroupConfig"
 # GPU pools update with MINIMAL: the DEFAULT strategy launches up to 2x the AZ count of new nodes at once
 # (EKS user guide, managed-node-update-behavior), i.e. up to six extra p5en, and fails where capacity is
 # short; MINIMAL brings up no more than maxUnavailable-sized batches.
@@ -47,7 +47,6 @@ GPU_UPDATE_STRATEGY = "MINIMAL"
 # Every add-on on a GPU node has its own identity (IRSA / Pod Identity): containers need no instance role,
 # so IMDSv2 answers only the host (hop limit 1), not a pod behind the bridge.
 GPU_IMDS_HOP_LIMIT = 1
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600      # SQS maximum: a failed schedule stays inspectable two weeks
 
 
 # ---------------------------------------------------------------------------------------------- pure
@@ -166,7 +165,6 @@ class GpuNodePools(pulumi.ComponentResource):
                                     opts=pulumi.ResourceOptions(parent=self))
             self.node_groups[pool.name] = ng
             self.launch_templates[pool.name] = lt
-        self._schedules(cfg, cluster, tags)
         self.addons = ClusterAddons(f"{name}-addons", cfg, plan, cluster, network, kube, self.node_groups,
                                     opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"node_groups": {p: ng.node_group_name for p, ng in self.node_groups.items()}})
@@ -201,67 +199,3 @@ class GpuNodePools(pulumi.ComponentResource):
                 for kind in ("instance", "volume")],
             tags={**tags, names.LABEL_POOL: pool.name},
             opts=pulumi.ResourceOptions(parent=self), **extra)
-
-    def _schedules(self, cfg: StackConfig, cluster: Cluster, tags: dict[str, str]) -> None:
-        """Each scheduled pool: a role allowed exactly UpdateNodegroupConfig on its node group, and one
-        EventBridge schedule per cron action, in the pool's time zone."""
-        scheduled = [p for p in cfg.pools if p.schedule is not None]
-        if not scheduled:
-            return
-        name, cluster_name = self._name, names.cluster_name(cfg)
-        account = aws.get_caller_identity().account_id
-        group = aws.scheduler.ScheduleGroup(f"{name}-schedules", name=cluster_name, tags=tags,
-                                            opts=pulumi.ResourceOptions(parent=self))
-        dlq = self._dead_letters(cluster_name, tags)
-        for pool in scheduled:
-            ng = self.node_groups[pool.name]
-            role = aws.iam.Role(
-                f"{name}-{pool.name}-scheduler", name=iam_name(cluster_name, pool.name, "scheduler"), tags=tags,
-                assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": account}}}]}),
-                opts=pulumi.ResourceOptions(parent=self))
-            aws.iam.RolePolicy(
-                f"{name}-{pool.name}-scheduler-policy", role=role.name,
-                policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": "eks:UpdateNodegroupConfig", "Resource": ng.arn},
-                    # Scheduler sends an event it gave up on with the schedule's own role
-                    {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dlq.arn}]}),
-                opts=pulumi.ResourceOptions(parent=self))
-            for i, action in enumerate(cron_actions(pool.schedule)):
-                # EventBridge Scheduler's universal target takes the SDK request shape (PascalCase
-                # members of the EKS service model), not the REST body's camelCase.
-                body = pulumi.Output.json_dumps({
-                    "ClusterName": cluster.name, "NodegroupName": ng.node_group_name,
-                    "ScalingConfig": {k[0].upper() + k[1:]: v for k, v in action.scaling(pool.max_size).items()}})
-                aws.scheduler.Schedule(
-                    f"{name}-{pool.name}-{i:02d}-{action.kind}", name=f"{pool.name}-{i:02d}-{action.kind}",
-                    group_name=group.name, schedule_expression=action.expression,
-                    schedule_expression_timezone=pool.schedule.timezone,
-                    description=f"{pool.name}: size {action.state.size} at {action.hour:02d}:{action.minute:02d} "
-                                f"{pool.schedule.timezone}",
-                    flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
-                    target=aws.scheduler.ScheduleTargetArgs(
-                        arn=SCHEDULE_TARGET, role_arn=role.arn, input=body,
-                        dead_letter_config=aws.scheduler.ScheduleTargetDeadLetterConfigArgs(arn=dlq.arn),
-                        retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
-                            maximum_event_age_in_seconds=3600, maximum_retry_attempts=10)),
-                    opts=pulumi.ResourceOptions(parent=self))
-
-    def _dead_letters(self, cluster_name: str, tags: dict[str, str]) -> aws.sqs.Queue:
-        """Where EventBridge Scheduler puts a scale event it could not deliver after its retries (an EKS
-        update refused, a node group mid-update), and an alarm as soon as one lands there: a missed
-        scale-up is a pool that stays at zero through business hours."""
-        child = pulumi.ResourceOptions(parent=self)
-        dlq = aws.sqs.Queue(f"{self._name}-schedules-dlq", name=f"{cluster_name}-schedules-dlq",
-                            message_retention_seconds=DLQ_RETENTION_SECONDS, sqs_managed_sse_enabled=True,
-                            tags=tags, opts=child)
-        aws.cloudwatch.MetricAlarm(
-            f"{self._name}-schedules-dlq", name=f"{cluster_name}-schedules-failed",
-            alarm_description=f"A node-pool schedule of {cluster_name} failed after its retries; the event is in "
-                              "the SQS queue (read it for the EKS error), then scale the pool with `fleet scale`",
-            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
-            dimensions={"QueueName": dlq.name}, statistic="Maximum", period=300, evaluation_periods=1,
-            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
-            tags=tags, opts=child)
-        return dlq

@@ -1,6 +1,6 @@
 """The desired size Pulumi sends for a node group, read against what runs now.
 
-Desired size belongs to the cluster-autoscaler, the schedules and the jobs; Pulumi declares min and max.
+Desired size belongs to cluster-autoscaler (docs/capacity.md); Pulumi and the jobs declare min and max.
 With `ignore_changes` on `scalingConfig.desiredSize` the engine does not drop the field: it puts the
 value from its state (the creation-time size, or the last refresh) back into the inputs, and the
 provider sends the whole `scalingConfig` block, all three sizes, to UpdateNodegroupConfig whenever min

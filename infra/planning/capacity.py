@@ -103,17 +103,20 @@ def capacity_spans(pool: PoolSpec, start: datetime, end: datetime) -> list[Span]
     for a, b, size in need:
         lo = _boundary_before(a)
         hi = _boundary_before(b + BLOCK_TEARDOWN - timedelta(microseconds=1)) + timedelta(days=1)
+        # a span's end is rounded up to a duration AWS sells as soon as it is made, so a later window that
+        # starts inside that rounding joins the span instead of overlapping it
         if spans and lo <= spans[-1].end:
             last = spans[-1]
-            spans[-1] = Span(last.start, max(last.end, hi), last.need_start, max(last.need_end, b),
-                             max(last.count, size))
+            spans[-1] = _sold(Span(last.start, max(last.end, hi), last.need_start, max(last.need_end, b),
+                                   max(last.count, size)))
         else:
-            spans.append(Span(lo, hi, a, b, size))
-    out = []
-    for s in spans:
-        days = block_days(round((s.end - s.start) / timedelta(days=1)))
-        out.append(replace(s, end=s.start + timedelta(days=days)))
-    return out
+            spans.append(_sold(Span(lo, hi, a, b, size)))
+    return spans
+
+
+def _sold(span: Span) -> Span:
+    days = block_days(round((span.end - span.start) / timedelta(days=1)))
+    return replace(span, end=span.start + timedelta(days=days))
 
 
 def covers(start: datetime | None, end: datetime | None, span: Span) -> bool:

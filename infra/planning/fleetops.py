@@ -1,14 +1,16 @@
 """Pure decisions behind the scaling jobs (`fleet status/scale/reconcile/sweep/capacity`).
 
 No boto3, no Pulumi: the jobs read AWS into the plain values below, ask these functions what to do,
-and apply the answer. Sizes come from `infra.planning.schedule`, so the jobs, the EventBridge schedules and
-the cost model cannot disagree.
+and apply the answer.
 
-Node group rules (EKS managed node groups reject maxSize 0): a scheduled pool is pinned with
-min = desired = the wanted size and max = the pool's maxSize; an unscheduled pool keeps the stack's
-min/max and leaves desired to the autoscaler. An operator's override lives on the node group as tags
-(`TAG_SIZE`, `TAG_UNTIL`, `TAG_BY`), so there is no other state: while unexpired it wins over the
-schedule; once expired it is removed and the schedule (or the stack's sizes) comes back.
+One owner per number (docs/capacity.md): a node group's desired size belongs to cluster-autoscaler
+(nodes follow pods); replicas belong to KEDA (pods follow demand and the schedule's cron triggers).
+The jobs write only bounds: min and max. Without an override they are the stack's (a scheduled pool's
+floor is the lower of minSize and offSize: its windows are KEDA's business); an operator's override
+(`TAG_SIZE`, `TAG_UNTIL`, `TAG_BY` on the node group, so there is no other state) holds min = max =
+the size while unexpired. Desired is touched only to keep it inside the bounds (EKS requires
+min <= desired <= max); a smaller size removes nodes through the managed node group's drain, which
+runs each engine's preStop, so no decision here needs engine metrics to be safe.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ TAG_SIZE = "llm-fleet/override-size"
 TAG_UNTIL = "llm-fleet/override-until"
 TAG_BY = "llm-fleet/override-by"
 OVERRIDE_TAGS = (TAG_SIZE, TAG_UNTIL, TAG_BY)
-SWEEP_BY = "fleet-sweep"
 MAX_OVERRIDE = timedelta(days=7)          # a forgotten override on 8x H200 nodes costs thousands a day
 LOOKAHEAD = timedelta(days=8)             # far enough to see the next transition of any weekly schedule
 UPDATABLE = ("ACTIVE", "DEGRADED")        # a DEGRADED group (e.g. no spot capacity) can still be resized
@@ -135,33 +136,35 @@ class Target:
     scaling: Scaling                      # what the node group should be
     reason: str
     clear_override: bool                  # the override tags are expired or unreadable: remove them
+    holds: str = "stack"                  # what sets the bounds: stack | override
 
 
-def _pinned(pool: PoolSpec, size: int) -> Scaling:
-    return Scaling(size, max(pool.max_size, 1), size)
+def stack_bounds(pool: PoolSpec) -> tuple[int, int]:
+    """(min, max) the stack gives the node group when no override holds (EKS rejects maxSize 0)."""
+    low = pool.min_size if pool.schedule is None else min(pool.min_size, pool.schedule.off_size)
+    return low, max(pool.max_size, 1)
+
+
+def _within(current: Scaling, low: int, high: int) -> int:
+    return min(max(current.desired, low), high)
 
 
 def target(pool: PoolSpec, at: datetime, current: Scaling, tags: Mapping[str, str]) -> Target:
-    """What `pool`'s node group should be at `at`, given what it is and its override tags."""
+    """The bounds `pool`'s node group should have at `at`, given what it is and its override tags;
+    desired stays the autoscaler's unless it is outside them."""
     override, problem = read_override(tags)
     if override is not None and override.active(at):
         size = min(max(override.size, override_bounds(pool)[0]), pool.max_size)
-        why = f"override {size} until {iso(override.until)} by {override.by}"
-        if pool.schedule is not None:
-            return Target(_pinned(pool, size), why, False)
-        return Target(Scaling(min(pool.min_size, size), pool.max_size, size), why, False)
+        high = max(size, 1)
+        return Target(Scaling(size, high, _within(current, size, high)),
+                      f"override {size} until {iso(override.until)} by {override.by}", False, "override")
     clear = override is not None or problem is not None
     gone = (f"; override by {override.by} expired at {iso(override.until)}" if override is not None
             else f"; {problem}" if problem else "")
-    if pool.schedule is not None:
-        size, why = size_at(pool.schedule, at)
-        return Target(_pinned(pool, size), why + gone, clear)
-    if clear:
-        return Target(Scaling(pool.min_size, pool.max_size, pool.desired_size),
-                      "back to the stack's sizes" + gone, True)
-    desired = min(max(current.desired, pool.min_size), pool.max_size)
-    return Target(Scaling(pool.min_size, pool.max_size, desired),
-                  "unscheduled: min/max as the stack says, desired left to the autoscaler", False)
+    low, high = stack_bounds(pool)
+    why = (f"stack bounds {low}..{high}" + ("; windows are KEDA cron triggers" if pool.schedule else "")
+           + "; desired is the autoscaler's")
+    return Target(Scaling(low, high, _within(current, low, high)), why + gone, clear)
 
 
 # ---------------------------------------------------------------------------------------------- actions
@@ -169,7 +172,7 @@ def target(pool: PoolSpec, at: datetime, current: Scaling, tags: Mapping[str, st
 @dataclass(frozen=True)
 class Action:
     pool: str
-    kind: str                             # scale | override | clear-override | hold | skip | note
+    kind: str                             # scale | override | clear-override | hold | skip | note | missing
     current: Scaling | None
     scaling: Scaling | None               # to apply; None: no scaling change
     reason: str
@@ -235,12 +238,20 @@ def plan_reconcile(cfg: StackConfig, at: datetime, groups: Mapping[str, NodeGrou
     """Every pool at what the schedule (or an unexpired override) wants; only what differs."""
     out = []
     for pool in cfg.pools:
-        group = groups[pool.name]
+        group = groups.get(pool.name)
+        if group is None:
+            out.append(missing(pool.name))
+            continue
         goal = target(pool, at, group.scaling, group.tags)
         found = _action(pool, group, goal, (prices or {}).get(pool.name))
         if found is not None:
             out.append(found)
     return out
+
+
+def missing(pool: str) -> Action:
+    return Action(pool, "missing", None, None, f"pool {pool} has no node group yet (not deployed: run pulumi up); "
+                  "other pools are handled")
 
 
 def plan_override(pool: PoolSpec, at: datetime, group: NodeGroup, override: Override,
@@ -261,17 +272,29 @@ def next_transitions(schedule: Schedule | None, at: datetime, count: int = 2) ->
             for t in transitions(schedule, at + timedelta(microseconds=1), at + LOOKAHEAD)[:count]]
 
 
-def status_row(pool: PoolSpec, at: datetime, group: NodeGroup, price: Price | None) -> dict[str, Any]:
+def status_row(pool: PoolSpec, at: datetime, group: NodeGroup, price: Price | None,
+               schedule: Schedule | None = None) -> dict[str, Any]:
+    """One pool: what holds its bounds now (an active override wins over the stack and the schedule,
+    and its end is the next step), what the schedule's KEDA triggers ask for, what AWS reports."""
+    schedule = schedule if schedule is not None else pool.schedule
     goal = target(pool, at, group.scaling, group.tags)
     override, _ = read_override(group.tags)
+    active = override is not None and override.active(at)
+    upcoming = next_transitions(schedule, at)
+    if active:
+        upcoming = [{"at": iso(override.until), "local": None, "size": None,
+                     "reason": f"override by {override.by} ends; stack bounds and schedule again"}] + [
+            t for t in upcoming if t["at"] > iso(override.until)][:1]
     return {
         "pool": pool.name, "capacity": pool.capacity, "nodegroup": group.name, "status": group.status,
-        "want": goal.scaling.desired if pool.schedule is not None or override is not None else None,
-        "wantReason": goal.reason, "aws": group.scaling.to_json(),
+        "holds": goal.holds,
+        "want": override.size if active else (size_at(schedule, at)[0] if schedule is not None else None),
+        "wantReason": goal.reason if active or schedule is None else f"{size_at(schedule, at)[1]} (KEDA cron)",
+        "bounds": goal.scaling.to_json(), "aws": group.scaling.to_json(),
         "override": None if override is None else {"size": override.size, "until": iso(override.until),
-                                                    "by": override.by, "active": override.active(at)},
-        "timezone": pool.schedule.timezone if pool.schedule else None,
-        "next": next_transitions(pool.schedule, at),
+                                                    "by": override.by, "active": active},
+        "timezone": schedule.timezone if schedule else None,
+        "next": upcoming,
         "hourlyUSD": None if price is None else round(price.paid_usd * group.scaling.desired, 2),
     }
 
@@ -280,7 +303,8 @@ def status_row(pool: PoolSpec, at: datetime, group: NodeGroup, price: Price | No
 
 @dataclass(frozen=True)
 class Activity:
-    """A pool's traffic from the engines' metrics; None where the metrics could not say."""
+    """A pool's traffic from the engines' metrics; None where the metrics could not say (no series is
+    unknown, never idle: a pool whose engines are still loading reports nothing yet)."""
     in_flight: float | None               # running + waiting requests now
     finished: float | None                # requests finished over the pool's idleMinutes
 
@@ -290,42 +314,19 @@ def in_window(schedule: Schedule, at: datetime) -> bool:
     return any(i.start <= at < i.end for i in intervals(schedule, at, at + timedelta(microseconds=1)))
 
 
-def _next_change(schedule: Schedule, at: datetime) -> datetime:
-    upcoming = transitions(schedule, at + timedelta(microseconds=1), at + LOOKAHEAD)
-    return upcoming[0].at if upcoming else at + timedelta(days=1)
-
-
-def _sweep_to(pool: PoolSpec, at: datetime, group: NodeGroup, size: int, why: str,
-              price: Price | None) -> Action | None:
-    """Scale to `size`; a scheduled pool gets a sweep override until its next transition so that
-    reconcile keeps the size instead of undoing it."""
-    if pool.schedule is None:
-        goal = Target(Scaling(pool.min_size, pool.max_size, size), why, False)
-        return _action(pool, group, goal, price)
-    if size_at(pool.schedule, at)[0] == size:
-        return _action(pool, group, Target(_pinned(pool, size), why, False), price)
-    override = Override(size, _next_change(pool.schedule, at), SWEEP_BY)
-    goal = target(pool, at, group.scaling, {**group.tags, **override.tags()})
-    return _action(pool, group, replace(goal, reason=f"{why}; {goal.reason}"), price, override.tags())
-
-
 def plan_sweep(cfg: StackConfig, at: datetime, groups: Mapping[str, NodeGroup],
                activity: Mapping[str, Activity | None], on_demand_nodes: Mapping[str, int | None],
                prices: Mapping[str, Price | None]) -> list[Action]:
-    """Idle pools to their floor, dev/staging to zero outside windows, spot pools on on-demand noted."""
+    """The cost report, which changes nothing (sizes are KEDA's and the autoscaler's, bounds the stack's
+    and the operator's): idle pools that still have nodes, with what they cost and what holds them (an
+    override, or the cooldowns that will remove them); spot pools running on-demand nodes."""
     out: list[Action] = []
     for pool in cfg.pools:
-        group, price = groups[pool.name], prices.get(pool.name)
-        override, _ = read_override(group.tags)
-        operator = override is not None and override.active(at) and override.by != SWEEP_BY
-        found = None
-        if operator:
-            pass                              # an operator's unexpired override is left alone
-        elif (cfg.environment in ("dev", "staging") and pool.schedule is not None
-              and not in_window(pool.schedule, at) and group.scaling.desired > 0):
-            found = _sweep_to(pool, at, group, 0, f"{cfg.environment} stack outside its windows", price)
-        elif pool.idle_minutes is not None:
-            found = _idle(pool, at, group, activity.get(pool.name), price)
+        group, price = groups.get(pool.name), prices.get(pool.name)
+        if group is None:
+            out.append(missing(pool.name))
+            continue
+        found = _idle(pool, at, group, activity.get(pool.name), price) if pool.idle_minutes is not None else None
         if found is not None:
             out.append(found)
         extra = on_demand_nodes.get(pool.name)
@@ -340,15 +341,24 @@ def plan_sweep(cfg: StackConfig, at: datetime, groups: Mapping[str, NodeGroup],
 
 def _idle(pool: PoolSpec, at: datetime, group: NodeGroup, seen: Activity | None,
           price: Price | None) -> Action | None:
-    floor = pool.min_size if pool.schedule is None else pool.schedule.off_size
-    if group.scaling.desired <= floor:
+    low, _ = stack_bounds(pool)
+    if group.scaling.desired <= low:
         return None
-    idle = timedelta(minutes=pool.idle_minutes or 0)
-    if group.modified_at is not None and at - group.modified_at < idle:
+    if group.modified_at is not None and at - group.modified_at < timedelta(minutes=pool.idle_minutes or 0):
         return None                       # resized recently (e.g. a pre-warm): not idle long enough yet
     if seen is None or seen.in_flight is None or seen.finished is None:
         return Action(pool.name, "note", group.scaling, None,
-                      f"cannot tell whether pool {pool.name} is idle: no request metrics (Prometheus)")
+                      f"idle unknown for pool {pool.name}: no request metrics (no series or no Prometheus); "
+                      "nothing changed")
     if seen.in_flight > 0 or seen.finished > 0:
         return None
-    return _sweep_to(pool, at, group, floor, f"idle: no requests for {pool.idle_minutes} min", price)
+    override, _ = read_override(group.tags)
+    cost = saving(price, group.scaling.desired, low)
+    if override is not None and override.active(at):
+        return Action(pool.name, "note", group.scaling, None,
+                      f"idle: no requests for {pool.idle_minutes} min, but the override by {override.by} holds "
+                      f"{override.size} node(s) until {iso(override.until)}; end it early with "
+                      f"`fleet scale --pool {pool.name} --size {low} --until +1m`", hourly_saving_usd=cost)
+    return Action(pool.name, "note", group.scaling, None,
+                  f"idle: no requests for {pool.idle_minutes} min with {group.scaling.desired} node(s); KEDA's "
+                  "cooldown and the autoscaler remove them (nothing for a job to change)", hourly_saving_usd=cost)

@@ -27,7 +27,9 @@ from infra.planning.hub import fetch_config
 from infra.planning.nodecache import check_weights_cache
 from infra.planning.shapes import catalog_for
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
+from infra.planning.windows_plan import effective_schedule
 from infra.stack.spec import EngineImage, ModelSpec, StackConfig
+from infra.stack.windows import Schedule
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,12 @@ class Plan:
     platform: tuple[PlatformCost, ...] = ()               # non-GPU monthly costs, apart from the pools
     config: StackConfig | None = None                     # the stack with `prewarmMinutes: auto` resolved
     economics: Mapping[str, TokenEconomics] = field(default_factory=dict)   # per model, like for like
+    # per scheduled pool, the schedule it really follows (pre-warm resolved, short gaps merged:
+    # infra.planning.windows_plan); the KEDA cron triggers, the cost and `fleet simulate` read this
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+
+    def schedule(self, pool: str) -> Schedule | None:
+        return self.schedules.get(pool)
 
     @property
     def platform_monthly_usd(self) -> float:
@@ -125,10 +133,9 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
     for pool in cfg.pools:
         if not any(d.pool == pool.name for d in deployments):
             notes.append(f"pool {pool.name} serves no model")
-    notes.extend(prewarm_notes(cfg, deployments))
-    cfg = resolve_prewarm(cfg, deployments)
+    cfg, schedules = resolve_schedules(cfg, deployments, notes)
     for i, pool in enumerate(cfg.pools):
-        if pool.schedule is not None and pool.schedule.prewarm_auto:       # costed again with its lead
+        if pool.schedule is not None:                                      # costed again as it will run
             pools[i] = pool_cost(pool, catalog.instance(pool.instance_type), cfg.region, month)
     pool_map = {p.pool: p for p in pools}
     models = tuple(
@@ -140,26 +147,29 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
                 deployments=tuple(deployments), models=models, notes=tuple(notes),
                 platform=_platform(cfg, deployments), economics=_economics(cfg, models, per_model), config=cfg,
-                egress=egress(cfg))
+                egress=egress(cfg), schedules=schedules)
 
 
-def resolve_prewarm(cfg: StackConfig, deployments: list[DeploymentPlan]) -> StackConfig:
-    """The stack with every `prewarmMinutes: auto` set to the modeled cold start (totalSeconds) of the
-    slowest deployment on that pool, so the EventBridge schedules, KEDA, the jobs and the cost all use
-    the same lead."""
-    pools = []
+def resolve_schedules(cfg: StackConfig, deployments: list[DeploymentPlan],
+                      notes: list[str]) -> tuple[StackConfig, dict[str, Schedule]]:
+    """The stack with every pool's schedule as it will run (infra.planning.windows_plan): `prewarmMinutes:
+    auto` (or left out) set from the modeled cold start and the replicas' ramp, gaps too short to be worth a
+    scale-down merged; KEDA, the jobs, the cost and `fleet simulate` all use the same windows."""
+    pools, schedules = [], {}
     for pool in cfg.pools:
-        on_pool = [d.load.seconds for d in deployments if d.pool == pool.name]
-        if pool.schedule is not None and pool.schedule.prewarm_auto and on_pool:
-            lead = prewarm_minutes(max(on_pool))
-            pool = dataclasses.replace(pool, schedule=dataclasses.replace(pool.schedule, prewarm_minutes=lead))
+        schedule, found = effective_schedule(pool, [d for d in deployments if d.pool == pool.name])
+        notes.extend(found)
+        if schedule is not None:
+            schedules[pool.name] = schedule
+            pool = dataclasses.replace(pool, schedule=schedule)
         pools.append(pool)
-    return dataclasses.replace(cfg, pools=tuple(pools))
+    return dataclasses.replace(cfg, pools=tuple(pools)), schedules
 
 
 def with_prewarm(cfg: StackConfig) -> StackConfig:
-    """`cfg` as the program runs it: unchanged unless a pool's pre-warm lead is `auto`, which needs the plan."""
-    if not any(p.schedule is not None and p.schedule.prewarm_auto for p in cfg.pools):
+    """`cfg` as the program runs it: unchanged unless a pool has a schedule, whose pre-warm (`auto`) and
+    merged gaps need the plan (resolve_schedules)."""
+    if not any(p.schedule is not None for p in cfg.pools):
         return cfg
     return build_plan(cfg).config
 
@@ -185,27 +195,6 @@ def _economics(cfg: StackConfig, models: tuple[ModelCost, ...],
             tokens = max(0.0, tokens - idle * 3600 * rate)
         out[m.model] = token_economics(m.monthly_usd, tokens, m.cheapest_api, idle)
     return out
-
-
-def prewarm_notes(cfg: StackConfig, deployments: list[DeploymentPlan]) -> list[str]:
-    """A scheduled pool whose pre-warm lead is shorter than the cold start of what it serves opens its
-    windows without ready replicas: say so, with the lead that would do."""
-    out = []
-    for pool in cfg.pools:
-        on_pool = [d for d in deployments if d.pool == pool.name]
-        if pool.schedule is None or not on_pool:
-            continue
-        slowest = max(on_pool, key=lambda d: d.load.seconds)
-        need = prewarm_minutes(slowest.load.seconds)
-        if pool.schedule.prewarm_auto:
-            out.append(f"pool {pool.name}: prewarmMinutes auto = {need} min, the modeled cold start of "
-                       f"{slowest.model} ({slowest.load.seconds} s)")
-        elif pool.schedule.prewarm_minutes < need:
-            out.append(f"pool {pool.name}: schedule.prewarmMinutes {pool.schedule.prewarm_minutes} is shorter than "
-                       f"the modeled cold start of {slowest.model} ({slowest.load.seconds} s): replicas are ready "
-                       f"~{need - pool.schedule.prewarm_minutes} min into each window; set prewarmMinutes to {need}")
-    return out
-
 
 
 def egress(cfg: StackConfig) -> tuple[str, ...]:

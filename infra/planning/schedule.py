@@ -1,6 +1,6 @@
 """Scheduled pool sizes: weekday windows in an IANA time zone, with a pre-warm lead.
 
-Pure (no Pulumi): the cost model, the EventBridge schedules, KEDA cron triggers and `fleet reconcile`
+Pure (no Pulumi): the cost model, the KEDA cron triggers, `fleet status` and `fleet simulate`
 all derive their sizes and instants from these functions, so they cannot disagree.
 Windows are local wall-clock times; instants are computed per local date, so a DST change moves the
 UTC instant, never the local one.

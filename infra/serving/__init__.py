@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.planning.coldstart import PREPULL_IMAGE
+from infra.planning.placement import fallback_pools, queue_owners
 from infra.planning.plan import Plan
 from infra.planning.shapes import catalog_for
 from infra.runtime import secret_output
@@ -50,6 +51,7 @@ class Serving(pulumi.ComponentResource):
                             if mon.prometheus == "install" else None)
 
         models = {m.name: m for m in cfg.models}
+        queues = queue_owners(cfg, plan.deployments)
         woken: set[str] = set()
         scalers = []
         for spec in specs:
@@ -59,8 +61,9 @@ class Serving(pulumi.ComponentResource):
             scalers.append(autoscaling.scaled_object(
                 spec.name, self._ns, spec.dep, kind="LeaderWorkerSet" if spec.multi_node else "Deployment",
                 api_version=engines.LWS_API if spec.multi_node else "apps/v1",
-                schedule=cfg.pool(spec.dep.pool).schedule, prometheus_url=prom_url,
+                schedule=plan.schedule(spec.dep.pool), prometheus_url=prom_url,
                 queue_target=models[spec.dep.model].queue_target, wake_on_demand=wake,
+                scales_on_queue=queues.get(spec.dep.model) == spec.dep.pool,
                 labels=engines.selector(spec)))
         self._keda = (controllers.release(f"{name}-keda", controllers.KEDA, controllers.keda_values(), self, kube)
                       if any(scalers) else None)
@@ -92,6 +95,7 @@ class Serving(pulumi.ComponentResource):
         if weights is None and cfg.storage.hf_token is not None and any(not m.is_local for m in cfg.models):
             hf = self._plain_secret(HF_SECRET, {"HF_TOKEN": cfg.storage.hf_token})
         out = []
+        fallbacks = fallback_pools(cfg, plan.deployments)
         for dep in plan.deployments:
             shape = catalog.instance(dep.instance_type)
             pool = cfg.pool(dep.pool)
@@ -102,7 +106,8 @@ class Serving(pulumi.ComponentResource):
                 weights=_with_compile_cache(_weights_plan(models[dep.model], weights, cfg.region, hf,
                                                           cfg.storage.hub_endpoint),
                                             models[dep.model], weights, dep.engine_image),
-                grace_seconds=cfg.gateway.request_timeout_seconds + 60))
+                grace_seconds=cfg.gateway.request_timeout_seconds + 60,
+                fallback_pools=fallbacks.get((dep.model, dep.pool), ())))
         return out
 
     def _engine(self, spec: engines.EngineSpec, scaler: dict[str, Any] | None) -> None:

@@ -16,23 +16,17 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from infra.planning.sizing import DeploymentPlan
+from infra.planning.windows_plan import POLLING_SECONDS, SCALE_UP_PERIOD_SECONDS, cooldown_seconds
 from infra.serving.gateway import DEMAND_METRIC
 from infra.stack.windows import DAYS, Schedule, Window
 
 KEDA_API = "keda.sh/v1alpha1"
-LARGE_MODEL_GB = 200
-POLLING_SECONDS = 30
 # Waiting-queue gauges: vLLM (vllm/v1/metrics/loggers.py) and SGLang (srt/metrics/collector.py).
 QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue_reqs"}
 # The gateway's demand counter (infra/serving/gateway_hooks.py): counted after auth and the model
 # allowlist, under the public model name whichever route served the request. LiteLLM's own
 # litellm_proxy_total_requests_metric counts 401s too, and a fallback-served request under `<model>-fallback`.
 GATEWAY_REQUESTS = DEMAND_METRIC
-
-
-def cooldown_seconds(dep: DeploymentPlan) -> int:
-    """Long enough not to flap: a large model reloads for tens of minutes after a scale-down."""
-    return 1800 if dep.weights_gb >= LARGE_MODEL_GB else 600
 
 
 def replicas_for_nodes(dep: DeploymentPlan, nodes: int) -> int:
@@ -99,18 +93,21 @@ def _num(value: float) -> str:
 
 def scaled_object(name: str, namespace: str, dep: DeploymentPlan, *, kind: str, api_version: str,
                   schedule: Schedule | None, prometheus_url: str | None, queue_target: int,
-                  wake_on_demand: bool, labels: dict[str, str]) -> dict[str, Any] | None:
+                  wake_on_demand: bool, labels: dict[str, str], scales_on_queue: bool = True) -> dict[str, Any] | None:
     """The ScaledObject for one workload, or None when nothing can change its size (no schedule, no
-    Prometheus, or min == max without a schedule)."""
+    Prometheus, or min == max without a schedule). Only one workload per model scales on the model's
+    queue (`scales_on_queue`, infra.planning.placement.queue_owners); the others follow their cron
+    triggers and minimums."""
     triggers = cron_triggers(schedule, dep) if schedule is not None else []
-    if prometheus_url is not None and dep.max_replicas > dep.min_replicas:
+    elastic = prometheus_url is not None and dep.max_replicas > dep.min_replicas
+    if elastic and scales_on_queue:
         triggers.append(prometheus_trigger("queue", prometheus_url, queue_query(dep, namespace),
                                            queue_target, 0))
-        if wake_on_demand and dep.min_replicas == 0:
-            # threshold far above any request rate: this trigger asks for one replica at most, and only
-            # activates the workload from zero; the queue trigger scales it further.
-            triggers.append(prometheus_trigger("gateway-demand", prometheus_url, demand_query(dep.model),
-                                               1_000_000, 0))
+    if elastic and wake_on_demand and dep.min_replicas == 0:
+        # threshold far above any request rate: this trigger asks for one replica at most, and only
+        # activates the workload from zero; the queue trigger scales it further.
+        triggers.append(prometheus_trigger("gateway-demand", prometheus_url, demand_query(dep.model),
+                                           1_000_000, 0))
     if not triggers or (schedule is None and dep.max_replicas == dep.min_replicas):
         return None
     cooldown = cooldown_seconds(dep)
@@ -126,7 +123,7 @@ def scaled_object(name: str, namespace: str, dep: DeploymentPlan, *, kind: str, 
                 "scaleDown": {"stabilizationWindowSeconds": cooldown,
                               "policies": [{"type": "Pods", "value": 1, "periodSeconds": 600}]},
                 "scaleUp": {"stabilizationWindowSeconds": 0,
-                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": SCALE_UP_PERIOD_SECONDS}]},
             }}},
             "triggers": triggers,
         },

@@ -103,6 +103,7 @@ class EngineSpec:
     grace_seconds: int                        # terminationGracePeriodSeconds: in-flight requests finish
     extra_labels: dict[str, str] = field(default_factory=dict)
     api_key: bool = True                      # the engine asks for ENGINE_KEY_SECRET's key on /v1
+    fallback_pools: tuple[str, ...] = ()      # on-demand pools this spot workload may also use (placement.py)
 
     @property
     def engine(self) -> str:
@@ -301,10 +302,18 @@ def pod_spec(spec: EngineSpec, role: str) -> dict[str, Any]:
         "containers": [container(spec, role), *([saver] if saver else [])],
         "volumes": vols,
         "nodeSelector": dict(spec.node_selector),
-        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"},
-                        {"key": LABEL_POOL, "operator": "Equal", "value": spec.dep.pool, "effect": "NoSchedule"}],
+        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}] + [
+            {"key": LABEL_POOL, "operator": "Equal", "value": p, "effect": "NoSchedule"}
+            for p in (spec.dep.pool, *spec.fallback_pools)],
         "terminationGracePeriodSeconds": spec.grace_seconds,
     }
+    if spec.fallback_pools:
+        # spot first, on-demand fallback: the pool label may be any of these; the autoscaler's priority
+        # expander picks the spot group first (infra.planning.placement)
+        pod["nodeSelector"].pop(LABEL_POOL, None)
+        pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": LABEL_POOL, "operator": "In",
+                                   "values": [spec.dep.pool, *spec.fallback_pools]}]}]}}}
     inits = init_containers(spec)
     if inits:
         pod["initContainers"] = inits

@@ -74,6 +74,12 @@ def lock_key(stack: str) -> str:
     return f"locks/{stack}.json"
 
 
+def deployed_key(stack: str) -> str:
+    """The S3 object where `pulumi up` stores the stack file it deployed (secrets left out): what the
+    scheduled jobs act on (`--deployed`), never a file merged later and not yet deployed."""
+    return f"deployed/Pulumi.{stack}.yaml"
+
+
 def deployment_name(model: ModelSpec | str, pool: str) -> str:
     """Kubernetes name of one model's engine on one pool (a Deployment or a LeaderWorkerSet)."""
     name = model if isinstance(model, str) else model.name

@@ -34,8 +34,8 @@ class Schedule:
     windows: tuple[Window, ...]
     off_size: int
     prewarm_minutes: int
-    # `prewarmMinutes: auto`: the planner sets prewarm_minutes to the modeled cold start of what the pool
-    # serves (infra.planning.plan.resolve_prewarm); until then it is 0
+    # `prewarmMinutes: auto` (or left out): the planner sets prewarm_minutes to the modeled cold start of
+    # what the pool serves plus the replicas' ramp (infra.planning.windows_plan); until then it is 0
     prewarm_auto: bool = False
 
     @property
@@ -86,7 +86,8 @@ def parse_schedule(node: Node, max_size: int) -> Schedule:
         raise ConfigError(f"{node.sub('timezone')}: {zone_name!r} is not an IANA time zone; use a name such as "
                           "Asia/Shanghai, Europe/London or UTC") from None
     off = node.int("offSize", 0, minimum=0, maximum=max_size)
-    auto = node.raw("prewarmMinutes", 0) == "auto"
+    # left out: `auto` too (the pre-warm defaults to the modeled cold start; a stack may set more)
+    auto = node.raw("prewarmMinutes", "auto") == "auto"
     if isinstance(node.raw("prewarmMinutes", 0), str) and not auto:
         raise ConfigError(f"{node.sub('prewarmMinutes')}: {node.raw('prewarmMinutes', 0)!r} is not a whole number "
                           "of minutes or 'auto' (the modeled cold start of the pool's models)")

@@ -118,20 +118,6 @@ def test_gpu_nodes_answer_imds_only_to_the_host_and_repair_themselves(rendered):
         assert named(records, f"gpu-{pool}")["inputs"]["nodeRepairConfig"] == {"enabled": True}
 
 
-def test_schedules_dead_letter_into_a_queue_with_an_alarm(rendered):
-    records = rendered("prod")
-    (queue,) = of_type(records, "aws:sqs/queue:Queue")
-    assert queue["inputs"]["name"] == "llm-fleet-prod-schedules-dlq" and queue["inputs"]["sqsManagedSseEnabled"]
-    arn = "arn:aws:sqs:us-east-1:123456789012:queue/llm-fleet-prod-schedules-dlq"
-    schedules = of_type(records, "aws:scheduler/schedule:Schedule")
-    assert schedules and all(s["inputs"]["target"]["deadLetterConfig"] == {"arn": arn} for s in schedules)
-    (alarm,) = of_type(records, "aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert alarm["inputs"]["namespace"] == "AWS/SQS"
-    assert alarm["inputs"]["metricName"] == "ApproximateNumberOfMessagesVisible"
-    assert alarm["inputs"]["dimensions"] == {"QueueName": "llm-fleet-prod-schedules-dlq"}
-    assert alarm["inputs"]["comparisonOperator"] == "GreaterThanThreshold" and alarm["inputs"]["threshold"] == 0
-
-
 def test_an_addon_pin_newer_than_eks_offers_fails_at_preview(tmp_path, monkeypatch):
     newest = {v: dict(a) for v, a in render_module.EKS_ADDON_NEWEST.items()}
     newest["1.33"]["coredns"] = "v1.12.1-eksbuild.2"

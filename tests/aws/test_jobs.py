@@ -59,7 +59,8 @@ def test_staging_cronjobs_read_a_stack_file_equal_to_the_deployed_config(rendere
     assert pod["containers"][0]["args"][:3] == ["fleet", "reconcile", "--stack-file"]
     assert pod["containers"][0]["command"] == ["/bin/sh", "-c", SKIP_WHEN_LOCKED, "fleet-job"]
     assert pod["nodeSelector"] == {"llm-fleet/role": "system"} and pod["serviceAccountName"] == "fleet-jobs"
-    args = pod["containers"][0]["args"]
+    assert "--prometheus-url" not in pod["containers"][0]["args"]        # reconcile needs no engine metrics
+    args = cronjobs["jobs-sweep"]["inputs"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
     prometheus = args[args.index("--prometheus-url") + 1]       # staging installs kube-prometheus-stack
     releases = {r["inputs"]["name"]: r["inputs"] for r in of_type(records, "kubernetes:helm.sh/v3:Release")}
     stack_release = releases["kube-prometheus-stack"]
@@ -71,6 +72,9 @@ def test_staging_cronjobs_read_a_stack_file_equal_to_the_deployed_config(rendere
     copy.write_text(data)
     assert "secretsManager" in data and yaml.safe_load(data)["config"]["llm-fleet:environment"] == "staging"
     assert load_stack_file(copy) == load_stack_file(STACKS / "Pulumi.staging.yaml")
+    # the same document in the stack's bucket, where the GitHub jobs read it (`--deployed`)
+    stored = named(records, "jobs-deployed")["inputs"]
+    assert stored["key"] == "deployed/Pulumi.staging.yaml" and stored["content"] == data
 
 
 def test_lock_held_exit_is_a_skip_and_other_failures_stay_failures():

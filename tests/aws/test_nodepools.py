@@ -11,11 +11,9 @@ import pytest
 import yaml
 
 from infra.aws.addons import CA_VERSION, LBC_VERSION, asg_pattern, lb_controller_policy
-from infra.planning.plan import build_plan
-from infra.stack.config import load_stack_file
 from scripts.render import MOCK_UNIQUE_ID, render
 from tests.aws.test_network import narrow_offerings, pool_of, render_error, stack_file
-from tests.conftest import STACKS, named, of_type
+from tests.conftest import named, of_type
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
@@ -88,47 +86,15 @@ def test_launch_templates_require_imdsv2_and_raid_the_nvme(rendered):
 
 # ---------------------------------------------------------------------------------------------- schedules
 
-def test_prod_peak_pool_schedules_in_shanghai_time(rendered):
-    records = rendered("prod")
-    schedules = sorted((s["inputs"] for s in of_type(records, SCHEDULE) if s["name"].startswith("gpu-h200-peak")),
-                       key=lambda s: s["name"])
-    # the pre-warm lead is the modeled cold start (`prewarmMinutes: auto`)
-    lead = build_plan(load_stack_file(STACKS / "Pulumi.prod.yaml")).config.pool("h200-peak").schedule.prewarm_minutes
-    first, second = 9 * 60 - lead, 13 * 60 + 30 - lead
-    assert [(s["scheduleExpression"], json.loads(s["target"]["input"])["ScalingConfig"]) for s in schedules] == [
-        (f"cron({first % 60} {first // 60} ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
-        ("cron(0 12 ? * MON-FRI *)", {"MinSize": 0, "MaxSize": 2, "DesiredSize": 0}),
-        (f"cron({second % 60} {second // 60} ? * MON-FRI *)", {"MinSize": 2, "MaxSize": 2, "DesiredSize": 2}),
-        ("cron(0 19 ? * MON-FRI *)", {"MinSize": 0, "MaxSize": 2, "DesiredSize": 0}),
-    ]
-    for s in schedules:
-        assert s["scheduleExpressionTimezone"] == "Asia/Shanghai"
-        assert s["flexibleTimeWindow"] == {"mode": "OFF"} and s["groupName"] == "llm-fleet-prod"
-        assert s["target"]["arn"] == "arn:aws:scheduler:::aws-sdk:eks:updateNodegroupConfig"
-        body = json.loads(s["target"]["input"])
-        assert body["ClusterName"] == "llm-fleet-prod"
-        assert body["NodegroupName"] == f"llm-fleet-prod-h200-peak-{MOCK_UNIQUE_ID}"
-        assert s["target"]["roleArn"].endswith("role/llm-fleet-prod-h200-peak-scheduler")
-    assert not [s for s in of_type(records, SCHEDULE) if "h200-base" in s["name"]]
-
-
-def test_dev_spot_pool_schedule_in_london_with_15_minutes_prewarm(rendered):
-    schedules = sorted(s["inputs"]["scheduleExpression"] for s in of_type(rendered("dev"), SCHEDULE))
-    assert schedules == ["cron(0 19 ? * MON-FRI *)", "cron(45 7 ? * MON-FRI *)"]
-    assert {s["inputs"]["scheduleExpressionTimezone"] for s in of_type(rendered("dev"), SCHEDULE)} == {"Europe/London"}
-
-
-def test_scheduler_role_may_call_exactly_update_nodegroup_config_on_its_pool(rendered):
-    records = rendered("prod")
-    policy = json.loads(named(records, "gpu-h200-peak-scheduler-policy")["inputs"]["policy"])
-    assert policy["Statement"] == [
-        {"Effect": "Allow", "Action": "eks:UpdateNodegroupConfig",
-         "Resource": "arn:aws:eks:us-east-1:123456789012:nodegroup/gpu-h200-peak"},
-        {"Effect": "Allow", "Action": "sqs:SendMessage",
-         "Resource": "arn:aws:sqs:us-east-1:123456789012:queue/llm-fleet-prod-schedules-dlq"}]
-    trust = json.loads(named(records, "gpu-h200-peak-scheduler")["inputs"]["assumeRolePolicy"])
-    assert trust["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+@pytest.mark.parametrize("stack", ["prod", "dev", "staging"])
+def test_no_schedule_writes_a_node_group_size(rendered, stack):
+    """Nodes follow pods (docs/capacity.md): a pool's schedule is KEDA cron triggers, never an
+    EventBridge action that sets a node group's size under running engines or cuts an override."""
+    records = rendered(stack)
+    assert of_type(records, SCHEDULE) == []
+    assert not [r for r in records if "eks:updateNodegroupConfig" in json.dumps(r["inputs"])]
+    scaled = [r for r in records if r["type"].endswith("ScaledObject")]
+    assert any(t["type"] == "cron" for r in scaled for t in r["inputs"]["spec"]["triggers"])
 
 
 # ---------------------------------------------------------------------------------------------- add-ons

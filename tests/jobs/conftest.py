@@ -15,7 +15,9 @@ import boto3
 import moto.eks.utils as eks_utils
 import pytest
 from moto.backends import get_backend
+from moto.core.responses import EmptyResult
 from moto.eks.models import EKSBackend
+from moto.eks.responses import EKSResponse
 from moto.server import ThreadedMotoServer
 
 from infra.stack import names
@@ -123,7 +125,8 @@ def _nodegroup(backend: EKSBackend, arn: str):
 @pytest.fixture
 def aws(moto_url, monkeypatch, tmp_path):
     """A clean moto, dummy credentials, AWS_ENDPOINT_URL pointing at it. moto 5.2.5's EKS
-    tag_resource/untag_resource only tag clusters; real EKS also tags managed node groups (the API
+    untag_resource reads only the first of several tag keys, and tag_resource/untag_resource only tag
+    clusters; real EKS also tags managed node groups (the API
     docs list clusters, node groups, Fargate profiles...), so the test shim below extends them to
     node group ARNs, keeping moto's own behaviour for clusters."""
     _reset("eks", "s3")
@@ -153,6 +156,12 @@ def aws(moto_url, monkeypatch, tmp_path):
 
     monkeypatch.setattr(EKSBackend, "tag_resource", tag_resource)
     monkeypatch.setattr(EKSBackend, "untag_resource", untag_resource)
+
+    def untag_all(self):                      # moto reads only the first of repeated ?tagKeys=
+        self.eks_backend.untag_resource(self._extract_arn_from_path(), self.querystring.get("tagKeys", []))
+        return EmptyResult()
+
+    monkeypatch.setattr(EKSResponse, "untag_resource", untag_all)
     return moto_url
 
 
@@ -185,7 +194,7 @@ def deploy(cfg):
             scalingConfig={"minSize": pool.min_size, "maxSize": pool.max_size, "desiredSize": pool.desired_size},
             instanceTypes=list(pool.instance_types),
             capacityType={"spot": "SPOT", "capacity-block": "CAPACITY_BLOCK"}.get(pool.capacity, "ON_DEMAND"),
-            labels={names.LABEL_POOL: pool.name}, tags=names.tags(cfg, "nodepools"))
+            labels={names.LABEL_POOL: pool.name}, tags={**names.tags(cfg, "nodepools"), names.TAG_POOL: pool.name})
     client("s3").create_bucket(Bucket=names.bucket_name(cfg, ACCOUNT))
     return cfg
 
@@ -336,3 +345,35 @@ def fleet(deps):
         return code, lines, text
 
     return run
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **kwargs):
+        yield self.body
+
+
+def aws_reply(request, status: int, body: bytes, error_type: str | None = None,
+              content_type: str = "application/json"):
+    """An HTTP answer botocore receives instead of moto's (a throttle, a 403, an HTML 500...)."""
+    from botocore.awsrequest import AWSResponse
+    headers = {"Content-Type": content_type, **({"x-amzn-ErrorType": error_type} if error_type else {})}
+    return AWSResponse(request.url, status, headers, _Raw(body))
+
+
+def answering(deps, service: str, operation: str, respond):
+    """deps whose `service` client sends `operation` to `respond(request)` first (None: to moto); the
+    client's own retries are off, so only ours run."""
+    import dataclasses
+
+    from scripts import aws as aws_mod
+
+    def make(session, name):
+        c = aws_mod.client(session, name, max_attempts=1)
+        if name == service:
+            c.meta.events.register(f"before-send.{service}.{operation}", lambda request, **kw: respond(request))
+        return c
+
+    return dataclasses.replace(deps, client=make)

@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from infra.planning.catalog import load_catalog
 from infra.stack import names
 from scripts import aws as aws_mod
-from tests.jobs.conftest import client, lock_key
+from tests.jobs.conftest import answering, aws_reply, client, lock_key
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "aws"
 AT = "2026-03-28T00:00Z"                   # a Saturday: the next two weeks' Shanghai business days
@@ -77,13 +77,18 @@ def test_offers_are_priced_against_on_demand_and_covered_weeks_skipped(deployed,
     assert client("s3").list_objects_v2(Bucket=bucket).get("KeyCount") == 0   # reading takes no lock
 
 
-def test_purchase_buys_the_cheapest_covering_offering_only_when_asked(deployed, stack_file, fleet, ec2_stub):
+def test_purchase_buys_the_cheapest_covering_offering_only_when_asked(deployed, stack_file, fleet, ec2_stub,
+                                                                      fake_time, capsys):
+    code, _, _ = fleet("capacity", "--stack-file", stack_file, "--weeks", "2", "--at", AT, "--purchase",
+                       with_deps=ec2_stub["deps"])
+    assert code == 2 and "add --dry-run" in capsys.readouterr().err          # --at buys only in a dry run
+    fake_time.now = datetime.fromisoformat(AT.replace("Z", "+00:00"))
     ec2_stub["queue"].append(("purchase_capacity_block", recorded("ec2-purchase-capacity-block"), {
         "CapacityBlockOfferingId": "cb-0bfad2f7fb1b4478a", "InstancePlatform": "Linux/UNIX",
         "TagSpecifications": [{"ResourceType": "capacity-reservation", "Tags": [
             {"Key": k, "Value": v} for k, v in {**names.tags(deployed, "capacity"),
                                                 "llm-fleet/pool": "block"}.items()]}]}))
-    code, lines, _ = fleet("capacity", "--stack-file", stack_file, "--weeks", "2", "--at", AT, "--purchase",
+    code, lines, _ = fleet("capacity", "--stack-file", stack_file, "--weeks", "2", "--purchase",
                            with_deps=ec2_stub["deps"])
     assert code == 0
     ec2_stub["stub"].assert_no_pending_responses()
@@ -108,3 +113,34 @@ def test_capacity_needs_a_capacity_block_pool(deployed, stack_file, fleet, capsy
     assert code == 2 and "not a capacity-block pool" in capsys.readouterr().err
     code, _, _ = fleet("capacity", "--stack-file", stack_file, "--weeks", "30", "--at", AT)
     assert code == 2 and "--weeks 30" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, code, message", [
+    ({"service_error_code": "InternalError", "service_message": "We encountered an internal error",
+      "http_status_code": 500}, 4, "AWS error: DescribeCapacityReservations: AWS answered InternalError"),
+    ({"service_error_code": "UnauthorizedOperation", "service_message": "not authorized",
+      "http_status_code": 403}, 2, "AWS refused (UnauthorizedOperation: not authorized)"),
+])
+def test_every_aws_error_is_one_line_with_its_exit_status(deployed, stack_file, fleet, deps, error, code,
+                                                          message, capsys):
+    def make(session, service):
+        c = aws_mod.client(session, service, max_attempts=1)
+        if service == "ec2":
+            stub = Stubber(c)
+            stub.add_client_error("describe_capacity_reservations", **error)
+            stub.activate()
+        return c
+
+    got, lines, _ = fleet("capacity", "--stack-file", stack_file, "--at", AT,
+                          with_deps=dataclasses.replace(deps, client=make))
+    err = capsys.readouterr().err
+    assert got == code and lines == [] and message in err and err.count("\n") == 1
+
+
+def test_an_answer_botocore_cannot_parse_is_one_line_and_exit_4(deployed, stack_file, fleet, deps, capsys):
+    """An HTTP 500 with an HTML body: a ResponseParserError traceback before."""
+    html = answering(deps, "ec2", "DescribeCapacityReservations",
+                     lambda request: aws_reply(request, 500, b"<html><body>502</body>", content_type="text/html"))
+    got, lines, _ = fleet("capacity", "--stack-file", stack_file, "--at", AT, with_deps=html)
+    err = capsys.readouterr().err
+    assert got == 4 and err.startswith("fleet capacity: AWS error:") and err.count("\n") == 1

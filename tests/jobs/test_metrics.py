@@ -1,4 +1,4 @@
-"""Engine metrics and the drain wait, against a small local HTTP server (no real sleeping)."""
+"""Engine metrics and the gateway's model list, against a small local HTTP server."""
 
 from __future__ import annotations
 
@@ -47,8 +47,11 @@ def test_prometheus_in_flight_query_and_finished(http_server):
     assert seen[1].endswith("[30m]))")
 
 
-def test_prometheus_empty_vector_is_zero_and_errors_are_unknown(http_server):
+def test_prometheus_no_series_and_errors_are_unknown_never_idle(http_server):
     http_server.routes["/api/v1/query"] = lambda q: prometheus_reply(None)
+    assert metrics.Prometheus(http_server.url).in_flight("burst") is None     # engines loading: not idle
+    assert metrics.Prometheus(http_server.url).finished("burst", 30) is None
+    http_server.routes["/api/v1/query"] = lambda q: prometheus_reply(0)
     assert metrics.Prometheus(http_server.url).in_flight("burst") == 0
     http_server.routes["/api/v1/query"] = lambda q: (
         400, "application/json", json.dumps({"status": "error", "errorType": "bad_data", "error": "parse"}))
@@ -61,40 +64,10 @@ def test_scrape_reads_text_pages_and_first_of_falls_back(http_server):
     scrape = metrics.Scrape({"burst": [f"{http_server.url}/metrics", f"{http_server.url}/metrics"]})
     assert scrape.in_flight("burst") == 2 * (2 + 1 + 4)
     assert scrape.in_flight("peak") is None and scrape.finished("burst", 30) is None
+    http_server.routes["/other"] = lambda q: (200, "text/plain", "process_cpu_seconds_total 3\n")
+    assert metrics.Scrape({"burst": [f"{http_server.url}/other"]}).in_flight("burst") is None   # no engine gauges
     both = metrics.FirstOf([metrics.Prometheus(closed_port_url(), timeout=1), scrape])
     assert both.in_flight("burst") == 14
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0.0
-        self.sleeps = []
-
-    def now(self):
-        return self.t
-
-    def sleep(self, s):
-        self.sleeps.append(s)
-        self.t += s
-
-
-def test_drain_waits_until_zero():
-    clock, readings = Clock(), iter([3, 2, 0])
-    result = metrics.wait_for_drain(lambda: next(readings), 60, clock=clock.now, sleep=clock.sleep, interval=10)
-    assert result.drained and result.waited_seconds == 20 and clock.sleeps == [10, 10]
-
-
-def test_drain_gives_up_at_the_bound():
-    clock = Clock()
-    result = metrics.wait_for_drain(lambda: 5, 25, clock=clock.now, sleep=clock.sleep, interval=10)
-    assert not result.drained and result.waited_seconds == 25 and clock.sleeps == [10, 10, 5]
-    assert "still 5 request(s) in flight after 25 s (bound 25 s); gave up" in result.reason
-
-
-def test_drain_refuses_at_once_without_metrics():
-    clock = Clock()
-    result = metrics.wait_for_drain(lambda: None, 600, clock=clock.now, sleep=clock.sleep)
-    assert not result.drained and clock.sleeps == [] and "no engine metrics" in result.reason
 
 
 @pytest.mark.parametrize("status, body, expected", [

@@ -70,3 +70,13 @@ def test_quote_and_cheapest_covering_offering():
     bought = Reservation("cr-1", "p5en.48xlarge", 1, span.start, span.end, "scheduled")
     assert cap.covering(span, [bought]) == bought
     assert cap.covering(span, [dataclasses.replace(bought, state="expired")]) is None
+
+
+def test_a_span_rounded_up_to_a_sold_duration_absorbs_the_windows_it_reaches():
+    """Three weeks of Sydney windows: the first span rounds up to 21 days and reached the last window's
+    block, which used to be a second, overlapping span."""
+    p = dataclasses.replace(pool(max_size=1, sched=schedule("Australia/Sydney", time(0), time(22), size=1, prewarm=0,
+                                                            days=(0, 2, 3, 5))), capacity="capacity-block")
+    spans = cap.capacity_spans(p, utc(2026, 9, 16), utc(2026, 10, 7))
+    assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert len(spans) == 1 and cap.block_days(round(spans[0].hours / 24)) == round(spans[0].hours / 24)

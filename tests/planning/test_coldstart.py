@@ -90,9 +90,16 @@ def _prod_with_prewarm(tmp_path, value: str):
     return load_stack_file(path)
 
 
+def _lead(plan) -> int:
+    """The pre-warm `auto` gives: the cold start plus one KEDA poll and the replicas' ramp (windows_plan)."""
+    from infra.planning.windows_plan import ready_lead_seconds
+    return -(-ready_lead_seconds(plan.deployments_on("h200-peak"), plan.schedule("h200-peak")) // 60)
+
+
 def test_a_short_prewarm_gets_a_note(tmp_path):
     plan = build_plan(_prod_with_prewarm(tmp_path, "5"))
-    need = coldstart.prewarm_minutes(max(d.load.seconds for d in plan.deployments_on("h200-peak")))
+    need = _lead(plan)
+    assert need >= coldstart.prewarm_minutes(max(d.load.seconds for d in plan.deployments_on("h200-peak")))
     assert any("pool h200-peak: schedule.prewarmMinutes 5 is shorter than the modeled cold start" in n and
                f"set prewarmMinutes to {need}" in n for n in plan.notes), plan.notes
     assert not any("is shorter than" in n for n in _prod().notes)
@@ -102,7 +109,7 @@ def test_auto_prewarm_is_the_cold_start_everywhere_the_lead_is_used(tmp_path):
     from scripts.common import load_stack
 
     plan = _prod()
-    need = coldstart.prewarm_minutes(max(d.load.seconds for d in plan.deployments_on("h200-peak")))
+    need = _lead(plan)
     assert plan.config.pool("h200-peak").schedule.prewarm_minutes == need
     assert f"{need} min pre-warm" in plan.pool("h200-peak").basis                  # the cost uses it
     args = type("Args", (), {"stack": "prod", "stack_file": None})()

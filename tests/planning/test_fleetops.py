@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -74,34 +73,35 @@ def test_check_override_bounds_and_expiry():
 
 # ------------------------------------------------------------------------------------------------ targets
 
-@pytest.mark.parametrize("at, size, why", [
-    (utc(2026, 3, 30, 7, 0), 0, "outside windows"),           # 08:00 BST, before the 08:30 pre-warm
-    (utc(2026, 3, 30, 7, 45), 2, "pre-warm"),                 # 08:45 BST
-    (utc(2026, 3, 30, 12, 0), 2, "window 09:00-18:00"),
-    (utc(2026, 3, 30, 17, 0), 0, "outside windows"),          # 18:00 BST: the window has ended
-    (utc(2026, 3, 27, 7, 45), 0, "outside windows"),          # Friday before the DST change: 07:45 GMT
-    (utc(2026, 3, 27, 8, 45), 2, "pre-warm"),                 # 08:45 GMT
-])
-def test_scheduled_target_pins_min_and_desired_keeps_max(at, size, why):
+@pytest.mark.parametrize("at", [utc(2026, 3, 30, 7, 0), utc(2026, 3, 30, 7, 45), utc(2026, 3, 30, 12, 0),
+                                utc(2026, 3, 30, 17, 0), utc(2026, 3, 27, 8, 45)])
+def test_a_schedule_never_sets_a_size_only_the_stack_bounds(at):
+    """Windows are KEDA cron triggers: in or out of them, the node group keeps the stack's bounds and
+    the autoscaler's desired size (the old target pinned desired to 0 at a window's end)."""
     p = pool(max_size=2, sched=schedule())
-    goal = ops.target(p, at, Scaling(0, 2, 0), {})
-    assert goal.scaling == Scaling(size, 2, size)
-    assert why in goal.reason and not goal.clear_override
+    for desired in (0, 1, 2):
+        goal = ops.target(p, at, Scaling(0, 2, desired), {})
+        assert goal.scaling == Scaling(0, 2, desired) and goal.holds == "stack"
+        assert "KEDA cron" in goal.reason and not goal.clear_override
 
 
-def test_off_window_keeps_max_at_least_one():
+def test_bounds_keep_max_at_least_one_and_repair_drift():
     p = pool(max_size=1, sched=schedule(size=1))
-    assert ops.target(p, utc(2026, 3, 29, 12), Scaling(1, 1, 1), {}).scaling == Scaling(0, 1, 0)
+    assert ops.target(p, utc(2026, 3, 29, 12), Scaling(1, 1, 1), {}).scaling == Scaling(0, 1, 1)
+    assert ops.target(p, utc(2026, 3, 29, 12), Scaling(2, 4, 3), {}).scaling == Scaling(0, 1, 1)
 
 
-def test_active_override_wins_expired_one_is_cleared():
+def test_active_override_holds_min_and_max_expired_one_is_cleared():
     p = pool(max_size=2, sched=schedule())
     night = utc(2026, 3, 30, 21)                                 # outside the window
     tags = Override(1, utc(2026, 3, 30, 23), "ops").tags()
     active = ops.target(p, night, Scaling(0, 2, 0), tags)
-    assert active.scaling == Scaling(1, 2, 1) and "override 1" in active.reason and not active.clear_override
-    expired = ops.target(p, utc(2026, 3, 31, 0), Scaling(1, 2, 1), tags)
-    assert expired.scaling == Scaling(0, 2, 0) and expired.clear_override and "expired" in expired.reason
+    assert active.scaling == Scaling(1, 1, 1) and "override 1" in active.reason and active.holds == "override"
+    expired = ops.target(p, utc(2026, 3, 31, 0), Scaling(1, 1, 1), tags)
+    assert expired.scaling == Scaling(0, 2, 1) and expired.clear_override and "expired" in expired.reason
+    # an override to 0 leaves at most one node (EKS refuses maxSize 0)
+    zero = ops.target(p, night, Scaling(0, 2, 2), Override(0, utc(2026, 3, 30, 23), "ops").tags())
+    assert zero.scaling == Scaling(0, 1, 1)
 
 
 def test_unscheduled_pool_leaves_desired_to_the_autoscaler_but_repairs_min_max():
@@ -109,8 +109,8 @@ def test_unscheduled_pool_leaves_desired_to_the_autoscaler_but_repairs_min_max()
     assert ops.target(p, utc(2026, 3, 30, 12), Scaling(1, 3, 2), {}).scaling == Scaling(1, 3, 2)
     assert ops.target(p, utc(2026, 3, 30, 12), Scaling(0, 5, 0), {}).scaling == Scaling(1, 3, 1)
     expired = Override(3, utc(2026, 3, 30, 11), "ops").tags()
-    back = ops.target(p, utc(2026, 3, 30, 12), Scaling(1, 3, 3), expired)
-    assert back.scaling == Scaling(1, 3, 1) and back.clear_override
+    back = ops.target(p, utc(2026, 3, 30, 12), Scaling(3, 3, 3), expired)
+    assert back.scaling == Scaling(1, 3, 3) and back.clear_override
 
 
 zones = st.sampled_from(["Europe/London", "Asia/Shanghai", "America/New_York", "UTC", "Australia/Sydney"])
@@ -157,9 +157,12 @@ def test_targets_are_valid_and_reconcile_converges(p, at, current, data):
     override, _ = ops.read_override(tags)
     if override is not None and override.active(at):
         low, high = ops.override_bounds(p)
-        assert s.desired == min(max(override.size, low), high)
-    elif p.schedule is not None:
-        assert s.desired == ops.size_at(p.schedule, at)[0] and s.min_size == s.desired
+        size = min(max(override.size, low), high)
+        assert s.min_size == size and s.max_size == max(size, 1)
+    else:
+        assert (s.min_size, s.max_size) == ops.stack_bounds(p)
+    if s.min_size <= now.desired <= s.max_size:
+        assert s.desired == now.desired                     # the autoscaler's number is never overwritten
     # apply the action, then plan again at the same instant: nothing left to do
     g = group(p, now, tags)
     action = ops._action(p, g, goal, None)
@@ -174,29 +177,37 @@ def test_targets_are_valid_and_reconcile_converges(p, at, current, data):
 def test_plan_reconcile_changes_only_what_differs_and_skips_busy_groups(cfg):
     at = utc(2026, 3, 30, 12)                                     # Monday, inside the peak window
     groups = {
-        "peak": group(cfg.pool("peak"), Scaling(0, 2, 0)),
+        "peak": group(cfg.pool("peak"), Scaling(2, 2, 2)),        # pinned by the old schedule: drift
         "base": group(cfg.pool("base"), Scaling(1, 3, 2)),        # autoscaler's choice: left alone
         "burst": group(cfg.pool("burst"), Scaling(0, 2, 0)),
-        "block": group(cfg.pool("block"), Scaling(1, 1, 1), status="UPDATING"),
+        "block": group(cfg.pool("block"), Scaling(0, 2, 1), status="UPDATING"),
     }
     prices = {"peak": Price(63.296, 63.296)}
     actions = {a.pool: a for a in ops.plan_reconcile(cfg, at, groups, prices)}
     assert set(actions) == {"peak", "block"}
-    assert actions["peak"].kind == "scale" and actions["peak"].scaling == Scaling(2, 2, 2)
-    assert actions["peak"].hourly_saving_usd == pytest.approx(-2 * 63.296)
-    # Shanghai 09:00-19:00 is 01:00-11:00 UTC: at 12:00 UTC the block pool is off, and it is UPDATING
+    assert actions["peak"].kind == "scale" and actions["peak"].scaling == Scaling(0, 2, 2)
+    assert actions["peak"].hourly_saving_usd == 0 and not actions["peak"].scale_down
     assert actions["block"].kind == "skip" and actions["block"].scaling is None
     record = actions["peak"].record()
-    assert (record["from"], record["to"], record["scaling"]) == (0, 2, {"min": 2, "max": 2, "desired": 2})
+    assert (record["from"], record["to"], record["scaling"]) == (2, 2, {"min": 0, "max": 2, "desired": 2})
+
+
+def test_a_pool_not_deployed_is_reported_and_the_others_are_handled(cfg):
+    at = utc(2026, 3, 30, 12)
+    groups = {"base": group(cfg.pool("base"), Scaling(0, 9, 2))}
+    actions = {a.pool: a for a in ops.plan_reconcile(cfg, at, groups)}
+    assert actions["base"].kind == "scale" and actions["base"].scaling == Scaling(1, 3, 2)
+    assert {actions[p].kind for p in ("peak", "burst", "block")} == {"missing"}
+    assert "not deployed" in actions["peak"].reason and not actions["peak"].changes
 
 
 def test_a_degraded_group_can_still_be_resized():
-    # a group that could not get capacity stays DEGRADED; scaling it down must still work
+    # a group that could not get capacity stays DEGRADED; its bounds must still be repairable
     # (aws/containers-roadmap#2326: a failed scale-out leaves the group DEGRADED)
     p = pool(sched=schedule())
     a = ops._action(p, group(p, Scaling(2, 2, 2), status="DEGRADED"),
                     ops.target(p, utc(2026, 3, 29, 12), Scaling(2, 2, 2), {}), None)
-    assert a.kind == "scale" and a.scaling == Scaling(0, 2, 0)
+    assert a.kind == "scale" and a.scaling == Scaling(0, 2, 2)
 
 
 def test_hold_changes_nothing():
@@ -216,44 +227,33 @@ def test_plan_override_sets_tags_and_scaling_and_is_stable():
     action = ops.plan_override(p, at, group(p, Scaling(0, 2, 0)), o)
     assert action.kind == "scale" and action.scaling == Scaling(2, 2, 2) and action.set_tags == o.tags()
     assert ops.plan_override(p, at, group(p, Scaling(2, 2, 2), o.tags()), o) is None
+    # a status while it holds: the override is what holds, and its end is the next step
+    row = ops.status_row(p, at, group(p, Scaling(2, 2, 2), o.tags()), None)
+    assert row["holds"] == "override" and row["want"] == 2
+    assert row["next"][0]["at"] == "2026-03-31T00:00:00Z" and "override by ops ends" in row["next"][0]["reason"]
 
 
 # ------------------------------------------------------------------------------------------------ sweep
 
-def test_sweep_dev_off_window_idle_pools_and_spot_fallback(cfg):
-    dev = dataclasses.replace(cfg, environment="dev")
+def test_sweep_reports_and_never_writes_a_size(cfg):
     sunday = utc(2026, 3, 29, 12)
     long_ago = sunday - timedelta(days=1)
     groups = {
-        "peak": group(cfg.pool("peak"), Scaling(1, 2, 1), modified=long_ago),         # drifted off-window
+        "peak": group(cfg.pool("peak"), Scaling(0, 2, 1), modified=long_ago),
         "base": group(cfg.pool("base"), Scaling(1, 3, 1), modified=long_ago),
         "burst": group(cfg.pool("burst"), Scaling(0, 2, 2), modified=long_ago),
         "block": group(cfg.pool("block"), Scaling(1, 1, 1), Override(1, sunday + timedelta(hours=2),
                                                                      "ops").tags(), modified=long_ago),
     }
     prices = {"peak": Price(63.0, 63.0), "burst": Price(1.0, 0.4)}
-    actions = ops.plan_sweep(dev, sunday, groups, {"burst": Activity(0, 0)}, {"burst": 1}, prices)
-    by = {(a.pool, a.kind): a for a in actions}
-    assert by[("peak", "scale")].scaling == Scaling(0, 2, 0) and by[("peak", "scale")].hourly_saving_usd == 63
-    assert by[("burst", "scale")].scaling == Scaling(0, 2, 0) and "idle" in by[("burst", "scale")].reason
-    assert by[("burst", "note")].hourly_saving_usd == pytest.approx(0.6)      # 1 node x (1.0 - 0.4)
-    assert not any(a.pool == "block" for a in actions)                          # operator override kept
-    assert not any(a.pool == "base" for a in actions)
+    actions = ops.plan_sweep(cfg, sunday, groups, {"burst": Activity(0, 0)}, {"burst": 1}, prices)
+    assert not any(a.changes for a in actions)
+    notes = [a for a in actions if a.pool == "burst"]
+    assert any("idle" in a.reason and a.hourly_saving_usd == pytest.approx(0.8) for a in notes)
+    assert any(a.hourly_saving_usd == pytest.approx(0.6) for a in notes)      # 1 on-demand node x (1.0 - 0.4)
 
 
-def test_idle_scheduled_pool_gets_a_sweep_override_until_the_window_ends(cfg):
-    p = dataclasses.replace(cfg.pool("peak"), idle_minutes=30)
-    at = utc(2026, 3, 30, 12)                                                 # in window, BST
-    g = group(p, Scaling(2, 2, 2), modified=at - timedelta(hours=2))
-    action = ops._idle(p, at, g, Activity(0, 0), None)
-    assert action.scaling == Scaling(0, 2, 0) and action.set_tags[TAG_BY] == ops.SWEEP_BY
-    assert action.set_tags[TAG_UNTIL] == "2026-03-30T17:00:00Z"               # 18:00 BST
-    # reconcile then keeps it: nothing to do while the sweep override holds
-    kept = group(p, Scaling(0, 2, 0), action.set_tags)
-    assert ops._action(p, kept, ops.target(p, at + timedelta(hours=1), kept.scaling, kept.tags), None) is None
-
-
-def test_idle_needs_history_and_metrics(cfg):
+def test_idle_needs_history_and_metrics_and_no_series_is_unknown(cfg):
     p = cfg.pool("burst")
     at = utc(2026, 3, 30, 12)
     recent = group(p, Scaling(0, 2, 1), modified=at - timedelta(minutes=10))
@@ -262,4 +262,4 @@ def test_idle_needs_history_and_metrics(cfg):
     assert ops._idle(p, at, old, Activity(1, 0), None) is None               # a request in flight
     assert ops._idle(p, at, old, Activity(0, 5), None) is None               # requests finished lately
     note = ops._idle(p, at, old, Activity(None, None), None)
-    assert note.kind == "note" and "cannot tell" in note.reason and not note.changes
+    assert note.kind == "note" and "idle unknown" in note.reason and not note.changes

@@ -144,3 +144,37 @@ def test_window_bounds_agree_with_schedule_intervals(days, start_min, length, pr
     for interval in intervals(schedule, t0, t0 + timedelta(days=8)):
         assert _fires(cron_start, interval.start)
         assert _fires(cron_end, interval.end)
+
+
+def test_one_workload_per_model_scales_on_the_queue_and_spot_falls_back_to_on_demand(rendered, tmp_path):
+    """10 waiting requests asked each placement for replicas when all scaled on the same sum; now only the
+    spot workload does, and its pods may land on an elastic unscheduled on-demand pool (spot first, by the
+    expander); never on a scheduled pool, whose windows need its nodes."""
+    records = rendered("prod")
+    scalers = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"] for r in records
+               if r["type"].endswith("ScaledObject")}
+    queue = {name for name, spec in scalers.items() if any(t["name"] == "queue" for t in spec["triggers"])}
+    assert queue == {"glm-5-1-h200-spot", "qwen2-5-7b-l40s-small"}
+    assert {t["type"] for t in scalers["glm-5-1-h200-peak"]["triggers"]} == {"cron"}
+
+    def spot_pod(records):
+        return next(r for r in records if r["type"] == "kubernetes:apps/v1:Deployment"
+                    and r["inputs"]["metadata"]["name"] == "glm-5-1-h200-spot")["inputs"]["spec"]["template"]["spec"]
+
+    assert spot_pod(records)["nodeSelector"]["llm-fleet/pool"] == "h200-spot"      # peak is scheduled
+    from tests.cli.test_plan_cli import _broken
+    unscheduled = spot_pod(rendered(_broken(tmp_path, lambda c: c["llm-fleet:pools"][2].pop("schedule"))))
+    terms = unscheduled["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"] == [{"matchExpressions": [{"key": "llm-fleet/pool", "operator": "In",
+                                                                 "values": ["h200-spot", "h200-peak"]}]}]
+    assert "llm-fleet/pool" not in unscheduled["nodeSelector"]
+    assert {t.get("value") for t in unscheduled["tolerations"]} >= {"h200-spot", "h200-peak"}
+
+
+def test_cron_triggers_follow_the_planned_schedule_with_the_lunch_gap_merged(rendered, tmp_path):
+    from tests.cli.test_plan_cli import _broken
+    path = _broken(tmp_path, lambda c: c["llm-fleet:pools"][2]["schedule"].update(prewarmMinutes=45))
+    peak = next(r for r in rendered(path) if r["type"].endswith("ScaledObject")
+                and r["inputs"]["metadata"]["name"] == "glm-5-1-h200-peak")["inputs"]["spec"]
+    crons = [t["metadata"] for t in peak["triggers"] if t["type"] == "cron"]
+    assert [(c["start"], c["end"]) for c in crons] == [("15 8 * * MON,TUE,WED,THU,FRI", "0 19 * * MON,TUE,WED,THU,FRI")]

@@ -15,6 +15,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from infra.planning.placement import fallback_pools
 from infra.stack.config import load_stack_file
 from scripts.render import MASK
 from tests.conftest import render_cached
@@ -235,7 +236,12 @@ def test_each_placement_renders_an_engine_scaler_and_route(stack):
         assert c["image"] == dep.engine_image
         assert c["resources"]["limits"][gpu] == str(dep.layout.gpus // dep.layout.nodes)
         assert any(t["key"] == engines.ACCELERATORS[cfg.cluster.accelerator]["taint"] for t in pod["tolerations"])
-        assert pod["nodeSelector"] == cfg.pool(dep.pool).selector
+        spread = fallback_pools(cfg, plan.deployments).get((dep.model, dep.pool))
+        if spread:          # spot first, on-demand fallback: one workload that may land on either pool
+            terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [dep.pool, *spread]
+        else:
+            assert pod["nodeSelector"] == cfg.pool(dep.pool).selector
         probe = c["startupProbe"]
         assert probe["failureThreshold"] * probe["periodSeconds"] >= dep.load.probe_seconds
         assert workload["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
@@ -246,7 +252,7 @@ def test_each_placement_renders_an_engine_scaler_and_route(stack):
         assert (dep.model, f"http://{dep.model}-engine.llm-fleet.svc.cluster.local:8000/v1") in routes
         assert [r for r in routes if r[0] == dep.model] == [(dep.model, f"http://{dep.model}-engine.llm-fleet.svc"
                                                                         ".cluster.local:8000/v1")]
-        schedule = cfg.pool(dep.pool).schedule
+        schedule = plan.schedule(dep.pool)             # the schedule the planner settled (gaps merged)
         scaler = by_name.get(("ScaledObject", name))
         if schedule is not None:
             crons = [t["metadata"] for t in scaler["spec"]["triggers"] if t["type"] == "cron"]
