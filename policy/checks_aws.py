@@ -212,8 +212,8 @@ def check_imdsv2(res: Mapping[str, Any]) -> list[str]:
         return []
     return [
         f"Launch template {res.get('name')} has metadataOptions.httpTokens={tokens!r}. Fix: set "
-        "metadataOptions={httpTokens: required, httpEndpoint: enabled, httpPutResponseHopLimit: 2} "
-        "(pods reach IMDS through one extra hop)."
+        "metadataOptions={httpTokens: required, httpEndpoint: enabled, httpPutResponseHopLimit: 1} "
+        "(add-ons get AWS credentials from IRSA or Pod Identity, so pods need no IMDS)."
     ]
 
 
