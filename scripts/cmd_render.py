@@ -27,13 +27,15 @@ def render_records(args: argparse.Namespace) -> list[dict]:
         raise UserError("needs the Pulumi SDK and providers, which the light install (`pip install -e .`, "
                         "enough for plan and the jobs) leaves out: pip install -e '.[deploy]'") from None
 
-    from scripts.render import render
+    from scripts.render import CloudRefusal, render
 
     load_stack(args)
     try:
         return render(stack_path(args))
     except pulumi.RunError as err:
         raise UserError(str(err)) from None
+    except CloudRefusal as err:
+        raise UserError(f"the cloud would refuse this stack at `pulumi preview`: {err}") from None
 
 
 def dumps(records: list[dict]) -> str:

@@ -76,7 +76,8 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     try:
         return func(args)
     except (UserError, *user_errors) as err:
-        print(f"fleet {args.command}: {err}", file=sys.stderr)
+        # one line whatever the message holds (a hub or provider error may carry newlines)
+        print(f"fleet {args.command}: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except Exception as err:
         from scripts.aws_errors import AWS_FAILURE, describe_error, is_aws_error  # botocore: only on a failure

@@ -12,10 +12,11 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
+from infra.stack.document import read_stack_document
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 MASK = "[secret]"
@@ -50,6 +51,11 @@ def _zone_prefix(region: str) -> str:
     compass = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
                "southeast": "se", "northwest": "nw", "southwest": "sw"}
     return parts[0] + "".join(compass.get(p, p[:1]) for p in parts[1:-1]) + parts[-1]
+
+
+class CloudRefusal(Exception):
+    """What the cloud would answer an invoke with, as an error (`pulumi preview` prints it and stops):
+    `fleet render` prints it as one line, like any refusal, instead of a traceback."""
 
 
 class Recorder:
@@ -168,7 +174,7 @@ class Recorder:
             addon, version = args.args.get("addonName"), args.args.get("kubernetesVersion")
             newest = EKS_ADDON_NEWEST.get(version, {}).get(addon)
             if newest is None:   # the provider's answer when DescribeAddonVersions lists nothing
-                raise RuntimeError(f"reading EKS Add-On version info ({addon}, {version}): empty result")
+                raise CloudRefusal(f"reading EKS Add-On version info ({addon}, {version}): empty result")
             return {"addonName": addon, "kubernetesVersion": version, "mostRecent": args.args.get("mostRecent"),
                     "version": newest, "id": addon}
         if token == "aws:eks/getClusters:getClusters":
@@ -190,10 +196,10 @@ def stack_config(path: Path) -> tuple[str, dict[str, str], list[str]]:
     """A stack file as the engine hands it to the program: strings, JSON for objects; secrets masked."""
     match = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", path.name)
     stack = match.group(1) if match else path.stem
-    document = yaml.safe_load(path.read_text()) or {}
     values: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
+    # the same reader as `fleet plan`: one refusal, one message, for the file itself
+    for key, value in read_stack_document(path).items():
         if isinstance(value, Mapping) and set(value) == {"secure"}:
             values[key] = MASK
             secret_keys.append(key)
@@ -221,6 +227,7 @@ def render_values(stack: str, values: dict[str, str], secret_keys: list[str], st
     # Each render runs on an event loop of its own: the SDK awaits on the current loop, and whatever ran
     # before in this process (another render, a library that closed its loop) must not leak in.
     loop = asyncio.new_event_loop()
+    loop.set_default_executor(_LoopClosingExecutor())
     asyncio.set_event_loop(loop)
     recorder = Recorder(values.get("aws:region", "us-east-1"))
     pulumi.runtime.settings.set_root_resource(None)      # a fresh root Stack for this stack's name
@@ -229,12 +236,54 @@ def render_values(stack: str, values: dict[str, str], secret_keys: list[str], st
     from infra import program
 
     pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
+    pulumi.runtime.settings.SETTINGS.outputs.clear()    # tasks a refused render left on its (closed) loop
     try:
         _sync_await(run_pulumi_func(lambda: program.build(stack_dir=stack_dir)))
     finally:
-        loop.close()
-        asyncio.set_event_loop(None)
+        _shut_down(loop)
     return sorted(recorder.records, key=lambda r: (r["type"], r["name"]))
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a render's loop cleanly even when the program stopped half-way (a refusal raised after some
+    resources were registered): cancel what is still pending and wait for the executor's calls, or the
+    loop's close prints "Task was destroyed but it is pending!" per resource and the next render in this
+    process meets callbacks aimed at a closed loop."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+class _LoopClosingExecutor(ThreadPoolExecutor):
+    """The default executor of a render's loop, where the SDK runs the mock monitor's RPCs. The monitor
+    gives each worker thread an event loop of its own (`_ensure_event_loop`) that nothing closes: left
+    to the garbage collector at interpreter exit, after its self-pipe sockets, its `__del__` prints
+    "Exception ignored ... ValueError: Invalid file descriptor: -1" on the user's terminal. Each call
+    here closes the loop it made, in its own thread, before the thread takes the next call."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        def call():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _close_thread_loop()
+        return super().submit(call)
+
+
+def _close_thread_loop() -> None:
+    policy = asyncio.get_event_loop_policy()
+    try:
+        thread_loop = policy.get_event_loop()
+    except RuntimeError:            # no loop was made in this thread
+        return
+    if not thread_loop.is_running():
+        thread_loop.close()
+    policy.set_event_loop(None)
 
 
 def to_tree(records: list[dict[str, Any]]) -> str:

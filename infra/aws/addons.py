@@ -29,8 +29,7 @@ from infra.wiring import KubeTarget
 
 # kubernetes/autoscaler: tag cluster-autoscaler-chart-9.59.0 (2026-07-21), charts/cluster-autoscaler/Chart.yaml.
 CA_REPO, CA_CHART, CA_VERSION = "https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0"
-# The autoscaler's minor must match the cluster's: tags cluster-autoscaler-1.33.6 (2026-07-22), -1.34.5.
-CA_IMAGE_TAGS = {"1.33": "v1.33.6", "1.34": "v1.34.5"}
+# The autoscaler's image tag per Kubernetes minor: infra.stack.versions.CA_IMAGE_TAGS (checked in plan).
 # NVIDIA/k8s-device-plugin: tag v0.20.0 (2026-08-19), deployments/helm/nvidia-device-plugin/Chart.yaml.
 DP_REPO, DP_CHART, DP_VERSION, DP_IMAGE_TAG = ("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin",
                                                "0.20.0", "v0.20.0")
@@ -102,10 +101,6 @@ class ClusterAddons(pulumi.ComponentResource):
         self._name, self._kube, self._cluster = name, kube, cluster
         cluster_name = names.cluster_name(cfg)
         tags = names.tags(cfg, "addons")
-        version = cfg.cluster.kubernetes_version
-        if version not in CA_IMAGE_TAGS:
-            raise pulumi.RunError(f"cluster.kubernetesVersion: {version!r} has no pinned cluster-autoscaler image; "
-                                  f"pinned: {', '.join(sorted(CA_IMAGE_TAGS))} (infra.addons.CA_IMAGE_TAGS)")
         ready = [*cluster.ready, *node_groups.values()]
 
         # -- AWS Load Balancer Controller, first: its webhook intercepts every Service create and refuses
@@ -146,7 +141,7 @@ class ClusterAddons(pulumi.ComponentResource):
             [*ready, self.priority_config, self.lb_controller], {
                 "cloudProvider": "aws", "awsRegion": cfg.region, "fullnameOverride": "cluster-autoscaler",
                 "autoDiscovery": {"clusterName": cluster_name},
-                "image": {"tag": CA_IMAGE_TAGS[version]},
+                "image": {"tag": cfg.cluster.autoscaler_image_tag},
                 "rbac": {"serviceAccount": {"name": "cluster-autoscaler",
                                             "annotations": {"eks.amazonaws.com/role-arn": ca_role.arn}}},
                 "extraArgs": {

@@ -19,37 +19,8 @@ from infra.aws.scaling import field, live_scaling, scaling_inputs
 from infra.stack import names
 from infra.stack.spec import StackConfig
 
-# EKS add-on versions per Kubernetes minor version. Sources: the Amazon EKS user guide's version tables
-# (managing-kube-proxy, managing-coredns, managing-vpc-cni; snapshots read 2026-08) for kube-proxy,
-# coredns and vpc-cni; eks-pod-identity-agent and aws-ebs-csi-driver as pinned for 1.33/1.34 in a CDK
-# EKS sample (2026). Check with `aws eks describe-addon-versions --kubernetes-version <v>` when adding one.
-ADDON_VERSIONS: dict[str, dict[str, str]] = {
-    "1.33": {
-        "vpc-cni": "v1.20.1-eksbuild.3",
-        "kube-proxy": "v1.33.10-eksbuild.13",
-        "coredns": "v1.12.4-eksbuild.18",
-        "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
-        "aws-ebs-csi-driver": "v1.57.1-eksbuild.1",
-    },
-    "1.34": {
-        "vpc-cni": "v1.20.1-eksbuild.3",
-        "kube-proxy": "v1.34.6-eksbuild.13",
-        "coredns": "v1.13.2-eksbuild.11",
-        "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
-        "aws-ebs-csi-driver": "v1.57.1-eksbuild.1",
-    },
-}
 SYSTEM_POOL = "system"
 LOG_RETENTION_DAYS = 90
-
-
-def addon_versions(kubernetes_version: str) -> dict[str, str]:
-    try:
-        return ADDON_VERSIONS[kubernetes_version]
-    except KeyError:
-        raise pulumi.RunError(
-            f"cluster.kubernetesVersion: {kubernetes_version!r} has no pinned add-on versions; pinned: "
-            f"{', '.join(sorted(ADDON_VERSIONS))} (add a row to infra.aws.cluster.ADDON_VERSIONS)") from None
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -70,8 +41,8 @@ def check_addon_versions(kubernetes_version: str, versions: dict[str, str]) -> N
         if _version_key(pinned) > _version_key(newest):
             raise pulumi.RunError(
                 f"cluster.kubernetesVersion: the pinned {addon} {pinned} is not offered for Kubernetes "
-                f"{kubernetes_version} (newest EKS offers: {newest}); fix infra.aws.cluster.ADDON_VERSIONS"
-                f"[{kubernetes_version!r}][{addon!r}] (`aws eks describe-addon-versions --addon-name {addon} "
+                f"{kubernetes_version} (newest EKS offers: {newest}); pin one EKS offers with "
+                f"llm-fleet.cluster.addonVersions.{addon} (`aws eks describe-addon-versions --addon-name {addon} "
                 f"--kubernetes-version {kubernetes_version}`)")
 
 
@@ -124,7 +95,7 @@ class Cluster(pulumi.ComponentResource):
         tags = names.tags(cfg, "cluster")
         if any(p.name == SYSTEM_POOL for p in cfg.pools):
             raise pulumi.RunError(f"pools: the name {SYSTEM_POOL!r} is taken by the system node group; rename the pool")
-        versions = addon_versions(spec.kubernetes_version)
+        versions = dict(spec.addon_versions)  # pinned per version by infra.stack.versions (checked in plan)
         check_addon_versions(spec.kubernetes_version, versions)
         partition = aws.get_partition().partition
         self.partition = partition

@@ -33,20 +33,13 @@ from infra.aws.nodes import (
 )
 from infra.aws.scaling import field, live_scaling, scaling_inputs
 from infra.planning.catalog import InstanceShape, load_catalog
+from infra.planning.nodecache import raid_nvme  # checked in build_plan
 from infra.planning.plan import Plan
 from infra.stack import names
 from infra.stack.spec import PoolSpec, StackConfig
 from infra.wiring import KubeTarget
 
 CAPACITY_TYPES = {"on-demand": "ON_DEMAND", "spot": "SPOT", "capacity-block": "CAPACITY_BLOCK"}
-# nodeadm mounts the RAID0 at /mnt/k8s-disks/0 and moves /var/lib/kubelet onto it, as Bottlerocket's
-# ephemeral-storage bind does: on both AMIs an emptyDir model cache lands on the instance-store NVMe.
-NVME_MOUNT = "/mnt/k8s-disks/0"
-# One instance-store disk breaks nodeadm's RAID0 on AL2023 >= v20250620 (awslabs/amazon-eks-ami#2386,
-# open): RAID only shapes whose instance store is large enough to be several disks.
-RAID_MIN_NVME_GB = 1000
-# vLLM's image unpacks to 22-28 GB (vllm#27154, PR #22377), plus the OS: room a node's EBS volume keeps.
-ENGINE_IMAGE_GB = 40
 # GPU pools update with MINIMAL: the DEFAULT strategy launches up to 2x the AZ count of new nodes at once
 # (EKS user guide, managed-node-update-behavior), i.e. up to six extra p5en, and fails where capacity is
 # short; MINIMAL brings up no more than maxUnavailable-sized batches.
@@ -58,33 +51,6 @@ GPU_IMDS_HOP_LIMIT = 1
 
 # ---------------------------------------------------------------------------------------------- pure
 
-def raid_nvme(pool: PoolSpec, catalog=None) -> bool:
-    catalog = catalog or load_catalog()
-    return all(catalog.instance(t).nvme_gb >= RAID_MIN_NVME_GB for t in pool.instance_types)
-
-
-def check_weights_cache(cfg: StackConfig, plan: Plan, catalog=None) -> None:
-    """Engines with `loading: nvme` cache the checkpoint under NVME_MOUNT, nodeadm's RAID0 of the instance
-    store. On Bottlerocket (instance storage at /mnt/.ephemeral) and on shapes whose instance store we do
-    not RAID, nothing is mounted there: the cache lands on the pool's EBS volume. Refuse a pool where the
-    checkpoint plus the engine image do not fit that volume."""
-    catalog = catalog or load_catalog()
-    loading = {m.name: m.loading for m in cfg.models}
-    for pool in cfg.pools:
-        if not is_bottlerocket(pool) and raid_nvme(pool, catalog):
-            continue
-        for dep in plan.deployments_on(pool.name):
-            need = dep.weights_gb + ENGINE_IMAGE_GB
-            if loading.get(dep.model) != "nvme" or need <= pool.disk_gb:
-                continue
-            why = (f"{pool.ami_type} keeps instance storage at /mnt/.ephemeral" if is_bottlerocket(pool) else
-                   f"{pool.instance_type} has no instance store we assemble at {NVME_MOUNT}")
-            raise pulumi.RunError(
-                f"pools.{pool.name}: {why}, so `loading: nvme` puts {dep.model}'s {dep.weights_gb:.0f} GB checkpoint "
-                f"(plus ~{ENGINE_IMAGE_GB} GB of engine image) on its {pool.disk_gb} GB EBS volume; use amiType "
-                f"AL2023_x86_64_NVIDIA on a shape with >= {RAID_MIN_NVME_GB} GB of instance store (e.g. "
-                f"p5en.48xlarge), raise pools.{pool.name}.diskGB to {int(need) + 1}, or set "
-                f"models.{dep.model}.loading: runai-streamer")
 
 
 def large_models(plan: Plan, pool: str) -> str:
@@ -158,7 +124,6 @@ class GpuNodePools(pulumi.ComponentResource):
         cluster_name = names.cluster_name(cfg)
         tags = names.tags(cfg, "nodepools")
         multi = set(multi_node_pools(cfg, plan))
-        check_weights_cache(cfg, plan, catalog)
         role, policies = cluster.node_role_for(f"{name}-node", iam_name(cluster_name, "node-gpu"), tags, parent=self)
         live = live_scaling(cluster_name)
         self.node_groups = {}

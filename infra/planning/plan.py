@@ -24,6 +24,7 @@ from infra.planning.economics import (
     token_economics,
 )
 from infra.planning.hub import fetch_config
+from infra.planning.nodecache import check_weights_cache
 from infra.planning.shapes import catalog_for
 from infra.planning.sizing import DeploymentPlan, SizingError, plan_deployment, resolve_model
 from infra.planning.windows_plan import effective_schedule
@@ -141,6 +142,8 @@ def build_plan(cfg: StackConfig, catalog: Catalog | None = None,
         model_cost(spec, per_model[spec.name], deployments, pool_map,
                    catalog.api_prices_for(resolved_key) if (resolved_key := _catalog_key(spec, catalog)) else ())
         for spec in cfg.models)
+    if cfg.cluster.existing is None:
+        check_weights_cache(cfg, deployments, catalog)
     return Plan(stack=cfg.stack, environment=cfg.environment, region=cfg.region, pools=tuple(pools),
                 deployments=tuple(deployments), models=models, notes=tuple(notes),
                 platform=_platform(cfg, deployments), economics=_economics(cfg, models, per_model), config=cfg,

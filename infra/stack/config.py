@@ -6,23 +6,24 @@ Every error names the key path, the bad value and what would work (see `reader.C
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.stack.ci import parse_ci
-from infra.stack.reader import ConfigError, Node, refuse_clear_text_secrets
+from infra.stack.crosscheck import check_stack
+from infra.stack.document import read_stack_document
+from infra.stack.operations import parse_jobs, parse_monitoring
+from infra.stack.reader import ConfigError, Node, ascii_skeleton, code_points, refuse_clear_text_secrets
+from infra.stack.s3names import bucket_name_problem
 from infra.stack.sections import (
     NAMESPACE,
     parse_cluster,
     parse_engines,
     parse_gateway,
-    parse_jobs,
     parse_model,
-    parse_monitoring,
     parse_network,
     parse_pool,
     parse_storage,
@@ -39,15 +40,7 @@ def load_stack_file(path: str | Path) -> StackConfig:
     match = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", path.name)
     if not match:
         raise ConfigError(f"{path}: a stack file is named Pulumi.<stack>.yaml")
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such stack file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(document, Mapping) or not isinstance(document.get("config", {}), Mapping):
-        raise ConfigError(f"{path}: expected a mapping with a `config:` section")
-    values = dict(document.get("config") or {})
+    values = read_stack_document(path)
     secret_keys = {k for k, v in values.items() if isinstance(v, Mapping) and set(v) == {"secure"}}
     return parse_config(values, match.group(1), secret_keys=secret_keys, base_dir=path.parent)
 
@@ -57,7 +50,7 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
     """Namespaced config (`llm-fleet:<key>`, `aws:region`) -> StackConfig, or ConfigError."""
     ours: dict[str, Any] = {}
     for key, value in values.items():
-        namespace, _, name = str(key).partition(":")
+        namespace, _, name = _config_key(key)
         if namespace == NAMESPACE and str(key) not in secret_keys:
             ours[name] = value
     refuse_clear_text_secrets(ours, f"{NAMESPACE}")
@@ -91,10 +84,35 @@ def parse_config(values: Mapping[str, Any], stack: str, *, secret_keys: set[str]
         raise ConfigError(f"{NAMESPACE}:pools: no GPU pool is defined; add at least one under `pools:`")
     if not models:
         raise ConfigError(f"{NAMESPACE}:models: no model to serve; add at least one under `models:`")
-    return StackConfig(stack=stack, environment=environment, region=region, network=network,
-                       cluster=cluster, pools=pools, models=models, engines=engines, gateway=gateway,
-                       monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys),
-                       shapes=shapes, ci=ci)
+    if cluster.existing is None and storage.bucket_name is None:
+        default = f"{NAMESPACE}-{stack}-123456789012-{region}"[:63].rstrip("-.")
+        problem = bucket_name_problem(default)
+        if problem:
+            raise ConfigError(f"{NAMESPACE}.storage.bucketName: the default name from stack {stack!r} "
+                              f"({default.replace('123456789012', '<account>')}) {problem}; set storage.bucketName")
+    cfg = StackConfig(stack=stack, environment=environment, region=region, network=network,
+                      cluster=cluster, pools=pools, models=models, engines=engines, gateway=gateway,
+                      monitoring=monitoring, storage=storage, jobs=jobs, secret_keys=frozenset(secret_keys),
+                      shapes=shapes, ci=ci)
+    check_stack(cfg)
+    return cfg
+
+
+def _config_key(key: Any) -> tuple[str, str, str]:
+    """`namespace:name` of a config key; a key Pulumi would not take, or one that imitates ours, is refused."""
+    text = str(key)
+    points = code_points(text)
+    if points:
+        skeleton = ascii_skeleton(text)
+        raise ConfigError(f"config: key {text!r} (contains {points}; did you mean {skeleton!r}?)"
+                          if skeleton.isascii() and skeleton != text else f"config: key {text!r} (contains {points})")
+    namespace, sep, name = text.partition(":")
+    if not isinstance(key, str) or not sep or not namespace or not name:
+        raise ConfigError(f"config: {text!r} is not a config key; Pulumi writes them namespace:key, "
+                          f"e.g. {NAMESPACE}:{text or 'pools'}")
+    if namespace != NAMESPACE and difflib.SequenceMatcher(None, namespace, NAMESPACE).ratio() >= 0.75:
+        raise ConfigError(f"config: {text!r} is in namespace {namespace!r}; did you mean {NAMESPACE}:{name}?")
+    return namespace, sep, name
 
 
 def _check_shapes(shapes, pools, cluster, storage) -> None:

@@ -8,16 +8,17 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from infra.stack.reader import ConfigError, Node
+from infra.stack.cidr import parse_cidr, parse_cidrs
+from infra.stack.images import pinned_reference_problem, repository_problem
+from infra.stack.reader import HIDDEN, ConfigError, Node, key_note, looks_like_credential
+from infra.stack.s3names import bucket_name_problem
 from infra.stack.spec import (
     ClusterSpec,
     EngineImage,
     ExistingCluster,
     FallbackSpec,
     GatewaySpec,
-    JobsSpec,
     ModelSpec,
-    MonitoringSpec,
     NetworkSpec,
     Placement,
     PoolSpec,
@@ -27,6 +28,7 @@ from infra.stack.spec import (
     TeamSpec,
     Throughput,
 )
+from infra.stack.versions import pinned_addons
 from infra.stack.windows import parse_schedule
 
 NAMESPACE = "llm-fleet"
@@ -56,7 +58,10 @@ DEFAULT_ENGINES = {
 DEFAULT_EFA_IMAGES = {
     ("vllm", "v0.28.0"): "public.ecr.aws/deep-learning-containers/vllm:0.28.0-gpu-py312-cu130-ubuntu24.04-ec2",
 }
-CRON = r"(\S+\s+){4}\S+"
+SYSTEM_POOL = "system"                     # the EKS system node group's name suffix
+AZ_ID = r"[a-z]{3,4}\d-az[1-8]"           # infra.aws.network carves subnets for AZ slots 1..8
+# huggingface_hub.utils.validate_repo_id: org/name of word characters, '-' and '.', 96 at most, no '--' or '..'
+HF_REPO_ID = r"[A-Za-z0-9]([\w.-]*[A-Za-z0-9])?/[A-Za-z0-9_]([\w.-]*[A-Za-z0-9_])?"
 
 
 def unique_names(path: str, names: list[str]) -> None:
@@ -80,23 +85,36 @@ def _secret(node: Node, key: str, secret_names: frozenset[str], required: bool =
     if (arn is None) == (pulumi_key is None):
         raise ConfigError(f"{ref.path}: give exactly one of secretsManager: <ARN> or pulumiSecret: <config key>")
     if pulumi_key is not None and pulumi_key not in secret_names:
-        raise ConfigError(f"{ref.path}.pulumiSecret: {pulumi_key!r} is not a secret in this stack; run "
-                          f"`pulumi config set --secret {pulumi_key} <value>`")
+        # a config key name is safe to show, unless a credential was pasted in its place
+        shown, name = (HIDDEN, "<key>") if looks_like_credential(pulumi_key) else (repr(pulumi_key), pulumi_key)
+        raise ConfigError(f"{ref.path}.pulumiSecret: {shown} is not a secret in this stack; run "
+                          f"`pulumi config set --secret {name} <value>`")
     return SecretRef(secrets_manager_arn=arn, pulumi_key=pulumi_key)
 
 
 def parse_network(node: Node, environment: str) -> NetworkSpec:
     existing = node.str("existingVpcId", pattern=r"vpc-[0-9a-f]{8,17}", hint="expected vpc-<hex>")
-    private = node.strs("existingPrivateSubnetIds", pattern=r"subnet-[0-9a-f]{8,17}", hint="expected subnet-<hex>")
-    public = node.strs("existingPublicSubnetIds", pattern=r"subnet-[0-9a-f]{8,17}", hint="expected subnet-<hex>")
+    private = node.strs("existingPrivateSubnetIds", pattern=r"subnet-[0-9a-f]{8,17}", hint="expected subnet-<hex>",
+                        unique=True)
+    public = node.strs("existingPublicSubnetIds", pattern=r"subnet-[0-9a-f]{8,17}", hint="expected subnet-<hex>",
+                       unique=True)
+    # subnets are carved per AZ slot (infra.aws.network.subnet_cidrs): the VPC must be /20 or larger
+    cidr = node.str("cidr", "10.0.0.0/16")
+    parse_cidr(node.sub("cidr"), cidr, shortest=16, longest=20)
     spec = NetworkSpec(
-        cidr=node.str("cidr", "10.0.0.0/16", pattern=r"\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])",
-                      hint="expected an IPv4 CIDR between /16 and /24, e.g. 10.0.0.0/16"),
+        cidr=cidr,
         az_count=node.int("azCount", 3 if environment == "prod" else 2, minimum=2, maximum=6),
         nat=node.str("nat", "per-az" if environment == "prod" else "single", choices=("single", "per-az")),
-        interface_endpoints=node.strs("interfaceEndpoints", (), choices=("ecr.api", "ecr.dkr", "sts", "logs")),
+        interface_endpoints=node.strs("interfaceEndpoints", (), choices=("ecr.api", "ecr.dkr", "sts", "logs"),
+                                      unique=True),
         existing_vpc_id=existing, existing_private_subnet_ids=private, existing_public_subnet_ids=public)
     node.done()
+    for i, sid in enumerate(public):
+        if sid in private:
+            raise ConfigError(f"{node.sub('existingPublicSubnetIds')}[{i}]: {sid} is also listed as a private subnet; "
+                              "a subnet is private or public, not both")
+    if existing is not None and node.has("cidr"):
+        raise ConfigError(f"{node.sub('cidr')}: with existingVpcId the VPC's own CIDR is used; remove cidr")
     if (private or public) and existing is None:
         raise ConfigError(f"{node.sub('existingVpcId')}: subnet ids are given without the VPC they belong to")
     if existing is not None and len(private) < 2:
@@ -116,24 +134,30 @@ def parse_cluster(node: Node, stack: str, secret_names: frozenset[str]) -> Clust
             context=ex.str("context"))
         ex.done()
     system = node.node("systemNodes")
+    version = node.str("kubernetesVersion", "1.33", pattern=r"1\.\d{2}",
+                       hint="expected a minor version such as \"1.33\" (quote it)")
+    addons, autoscaler = pinned_addons(node, version) if existing is None else ({}, None)
     spec = ClusterSpec(
         name=node.str("name", f"{PROJECT}-{stack}", pattern=NAME, hint=NAME_HINT),
-        kubernetes_version=node.str("kubernetesVersion", "1.33", pattern=r"1\.\d{2}",
-                                    hint="expected a minor version such as \"1.33\" (quote it)"),
+        kubernetes_version=version,
         endpoint_public=node.bool("endpointPublic", True),
         endpoint_private=node.bool("endpointPrivate", True),
-        public_access_cidrs=node.strs("publicAccessCidrs", ("0.0.0.0/0",), pattern=r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}",
-                                      hint="expected an IPv4 CIDR"),
+        public_access_cidrs=node.strs("publicAccessCidrs", ("0.0.0.0/0",), unique=True),
         logging=node.strs("logging", ("api", "audit", "authenticator"),
-                          choices=("api", "audit", "authenticator", "controllerManager", "scheduler")),
+                          choices=("api", "audit", "authenticator", "controllerManager", "scheduler"), unique=True),
         admin_role_arns=node.strs("adminRoleArns", (), pattern=r"arn:aws[a-z-]*:iam::\d{12}:role/.+",
-                                  hint="expected an IAM role ARN"),
-        system_instance_type=system.str("instanceType", "m7i.xlarge"),
+                                  hint="expected an IAM role ARN", unique=True),
+        system_instance_type=system.str("instanceType", "m7i.xlarge", pattern=r"[a-z][a-z0-9-]*\.[a-z0-9]+",
+                                        hint="expected an EC2 type like m7i.xlarge"),
         system_min=system.int("minSize", 2, minimum=1), system_max=system.int("maxSize", 4, minimum=1),
         accelerator=node.str("accelerator", "nvidia", choices=("nvidia", "ascend")),
-        existing=existing)
+        existing=existing, addon_versions=addons, autoscaler_image_tag=autoscaler)
     system.done()
     node.done()
+    parse_cidrs(node.sub("publicAccessCidrs"), spec.public_access_cidrs, example="203.0.113.0/24")
+    if node.has("publicAccessCidrs") and not spec.endpoint_public:
+        raise ConfigError(f"{node.sub('publicAccessCidrs')}: given while endpointPublic is false, so nothing would "
+                          "use it; set endpointPublic: true or remove publicAccessCidrs")
     if not spec.endpoint_public and not spec.endpoint_private:
         raise ConfigError(f"{node.sub('endpointPrivate')}: the API endpoint needs public or private access")
     if spec.system_max < spec.system_min:
@@ -147,8 +171,11 @@ def parse_cluster(node: Node, stack: str, secret_names: frozenset[str]) -> Clust
 def parse_pool(node: Node) -> PoolSpec:
     name = node.str("name", required=True, pattern=NAME, hint=NAME_HINT)
     capacity = node.str("capacity", "on-demand", choices=CAPACITIES)
+    if name == SYSTEM_POOL:
+        raise ConfigError(f"{node.sub('name')}: {name!r} is taken by the system node group; rename the pool")
     types = node.strs("instanceTypes", pattern=r"[a-z0-9][a-z0-9-]*\.[a-z0-9]+",
-                      hint="expected an EC2 type like p5en.48xlarge (or a catalog shape such as ascend-910b.8x)")
+                      hint="expected an EC2 type like p5en.48xlarge (or a catalog shape such as ascend-910b.8x)",
+                      unique=True)
     if not types:
         raise ConfigError(f"{node.sub('instanceTypes')}: list at least one instance type, e.g. [p5en.48xlarge]")
     min_size = node.int("minSize", 0, minimum=0)
@@ -159,7 +186,8 @@ def parse_pool(node: Node) -> PoolSpec:
     pool = PoolSpec(
         name=name, instance_types=types, capacity=capacity, min_size=min_size, max_size=max_size,
         desired_size=desired, schedule=schedule,
-        az_ids=node.strs("azIds", (), pattern=r"[a-z]{3,4}\d-az\d", hint="expected an AZ id such as use1-az4"),
+        az_ids=node.strs("azIds", (), pattern=AZ_ID, hint="expected an AZ id such as use1-az4 (az1 to az8)",
+                         unique=True),
         ami_type=node.str("amiType", "AL2023_x86_64_NVIDIA", choices=AMI_TYPES),
         capacity_reservation_id=reservation,
         disk_gb=node.int("diskGB", 200, minimum=50, maximum=16000),
@@ -177,6 +205,9 @@ def parse_pool(node: Node) -> PoolSpec:
         raise ConfigError(f"{node.sub('capacityReservationId')}: only a capacity-block pool takes a reservation id")
     if capacity == "capacity-block" and len(types) != 1:
         raise ConfigError(f"{node.sub('instanceTypes')}: a capacity-block pool has exactly the reserved type")
+    if capacity == "capacity-block" and len(pool.az_ids) != 1:
+        raise ConfigError(f"{node.sub('azIds')}: a Capacity Block lives in one AZ; pin exactly the AZ id of the "
+                          "reservation (see `aws ec2 describe-capacity-reservations`)")
     return pool
 
 
@@ -188,7 +219,7 @@ def parse_node_selector(node: Node) -> tuple[tuple[str, str], ...]:
     out = []
     for key in list(sel.data):
         if not re.fullmatch(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", str(key)):
-            raise ConfigError(f"{sel.sub(str(key))}: {key!r} is not a Kubernetes label key")
+            raise ConfigError(f"{sel.sub(str(key))}: {key!r}{key_note(key)} is not a Kubernetes label key")
         out.append((str(key), sel.str(str(key), required=True, pattern=r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?",
                                       hint="expected a Kubernetes label value")))
     if not out:
@@ -206,17 +237,19 @@ def parse_model(node: Node, pools: Mapping[str, PoolSpec], base_dir: Path) -> Mo
                               f"(looked in {local}); give a Hugging Face id such as zai-org/GLM-5.1-FP8 or a "
                               "directory that holds config.json")
         source = str(local.resolve())
-    elif not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+    elif len(source) > 96 or ".." in source or "--" in source or not re.fullmatch(HF_REPO_ID, source):
         raise ConfigError(f"{node.sub('source')}: {source!r} is neither a Hugging Face id (org/name) nor a local path")
     placements = _placements(node, pools)
     throughput = None
     if node.has("throughput"):
         tp = node.node("throughput")
-        throughput = Throughput(tp.float("outputTokensPerSecond", required=True, minimum=1),
+        throughput = Throughput(tp.float("outputTokensPerSecond", required=True, minimum=1, maximum=1e6),
                                 tp.float("utilization", 0.5, minimum=0.01, maximum=1.0))
         tp.done()
     spec = ModelSpec(
-        name=name, source=source, revision=node.str("revision", "main"),
+        name=name, source=source,
+        revision=node.str("revision", "main", pattern=r"(?!.*\.\.)[A-Za-z0-9][\w.\-/]{0,99}",
+                          hint="give a branch, tag or commit of the model repository, e.g. main or a 40-hex sha"),
         precision=node.str("precision", required=True, choices=PRECISIONS),
         engine=node.str("engine", "vllm", choices=ENGINES), placements=placements,
         max_context=node.int("maxContext", None, minimum=512),
@@ -262,9 +295,15 @@ def parse_engines(node: Node) -> Mapping[str, EngineImage]:
         sub = node.node(engine)
         version = sub.str("version", version, pattern=r"v?\d+\.\d+(\.\d+)?([.-]?(post|rc)\d+)?",
                           hint="pin a release such as v0.28.0 (never latest)")
-        efa = sub.str("efaImage", DEFAULT_EFA_IMAGES.get((engine, version)),
-                      pattern=r"\S+(:[\w.-]+|@sha256:[0-9a-f]{64})", hint="pin the image by tag or digest")
-        out[engine] = EngineImage(engine, sub.str("image", image), version, efa)
+        image = sub.str("image", image)
+        problem = repository_problem(image)
+        if problem:
+            raise ConfigError(f"{sub.sub('image')}: {image!r} {problem} (version: {version})")
+        efa = sub.str("efaImage", DEFAULT_EFA_IMAGES.get((engine, version)))
+        problem = efa is not None and pinned_reference_problem(efa)
+        if problem:
+            raise ConfigError(f"{sub.sub('efaImage')}: {efa!r} {problem}")
+        out[engine] = EngineImage(engine, image, version, efa)
         sub.done()
     node.done()
     return out
@@ -299,17 +338,17 @@ def parse_gateway(node: Node, models: set[str], secret_names: frozenset[str]) ->
     unique_names("gateway.teams", [t.name for t in teams])
     spec = GatewaySpec(
         exposure=node.str("exposure", "internal", choices=("internal", "internet-facing")),
-        allowed_cidrs=node.strs("allowedCidrs", ("10.0.0.0/8",), pattern=r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}",
-                                hint="expected an IPv4 CIDR"),
+        allowed_cidrs=node.strs("allowedCidrs", ("10.0.0.0/8",), unique=True),
         certificate_arn=node.str("certificateArn", pattern=r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+",
                                  hint="expected an ACM certificate ARN"),
         master_key=_secret(node, "masterKey", secret_names),
         teams=tuple(teams), fallbacks=fallbacks,
         request_timeout_seconds=node.int("requestTimeoutSeconds", 600, minimum=10),
         num_retries=node.int("numRetries", 1, minimum=0, maximum=5),
-        replicas=node.int("replicas", 2, minimum=1),
+        replicas=node.int("replicas", 2, minimum=1, maximum=100),
         redis=_redis(node, secret_names))
     node.done()
+    parse_cidrs(node.sub("allowedCidrs"), spec.allowed_cidrs, example="10.0.0.0/8")
     if spec.exposure == "internet-facing" and spec.certificate_arn is None:
         raise ConfigError(f"{node.sub('certificateArn')}: an internet-facing gateway needs TLS; give the ACM "
                           "certificate ARN, or use exposure: internal")
@@ -330,51 +369,15 @@ def _redis(node: Node, secret_names: frozenset[str]) -> RedisSpec | None:
     return spec
 
 
-def parse_monitoring(node: Node) -> MonitoringSpec:
-    spec = MonitoringSpec(
-        prometheus=node.str("prometheus", "install", choices=("install", "existing", "off")),
-        prometheus_url=node.str("prometheusUrl", pattern=r"https?://\S+", hint="expected an http(s) URL"),
-        grafana=node.bool("grafana", True), dcgm_exporter=node.bool("dcgmExporter", True),
-        alerts=node.bool("alerts", True),
-        ttft_p99_seconds=node.float("ttftP99Seconds", 5.0, minimum=0.1))
-    node.done()
-    if spec.prometheus == "existing" and spec.prometheus_url is None:
-        raise ConfigError(f"{node.sub('prometheusUrl')}: prometheus: existing needs the URL of that Prometheus")
-    return spec
-
-
 def parse_storage(node: Node, secret_names: frozenset[str]) -> StorageSpec:
     spec = StorageSpec(
-        bucket_name=node.str("bucketName", pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
-                             hint="expected an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)"),
+        bucket_name=node.str("bucketName"),
         noncurrent_version_days=node.int("noncurrentVersionDays", 30, minimum=1),
         hf_token=_secret(node, "hfToken", secret_names),
         hub_endpoint=node.str("hubEndpoint", pattern=r"modelscope|https?://[^\s/]+(/\S*)?",
                               hint="give a Hugging Face mirror URL such as https://hf-mirror.com, or modelscope"))
     node.done()
-    return spec
-
-
-def parse_jobs(node: Node) -> JobsSpec:
-    spec = JobsSpec(
-        github_repo=node.str("githubRepo", pattern=r"[\w.-]+/[\w.-]+", hint="expected owner/name"),
-        github_oidc_provider_arn=node.str(
-            "githubOidcProviderArn",
-            pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com",
-            hint="expected arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com"),
-        in_cluster=node.bool("inCluster", False),
-        image=node.str("image", pattern=r"\S+(:[\w.-]+|@sha256:[0-9a-f]{64})",
-                       hint="pin the image by tag or digest, e.g. ghcr.io/acme/llm-fleet-jobs:0.1.0"),
-        reconcile_cron=node.str("reconcileCron", "*/5 * * * *", pattern=CRON, hint="expected 5 cron fields"),
-        sweep_cron=node.str("sweepCron", "0 * * * *", pattern=CRON, hint="expected 5 cron fields"),
-        drain_timeout_seconds=node.int("drainTimeoutSeconds", 900, minimum=0, maximum=7200),
-        prometheus_url=node.str("prometheusUrl", pattern=r"https?://\S+", hint="expected an http(s) URL"))
-    node.done()
-    if spec.in_cluster and spec.image is None:
-        raise ConfigError(f"{node.sub('image')}: inCluster jobs need an image with llm-fleet installed "
-                          "(build Dockerfile.jobs and push it to your registry), pinned by tag or digest")
-    if spec.image is not None and "@" not in spec.image and spec.image.rsplit(":", 1)[-1] == "latest":
-        raise ConfigError(f"{node.sub('image')}: {spec.image!r} is not pinned; use a version tag or a digest")
-    if spec.github_oidc_provider_arn and not spec.github_repo:
-        raise ConfigError(f"{node.sub('githubRepo')}: the GitHub OIDC trust needs the repository (owner/name)")
+    problem = spec.bucket_name and bucket_name_problem(spec.bucket_name)
+    if problem:
+        raise ConfigError(f"{node.sub('bucketName')}: {spec.bucket_name!r} {problem}")
     return spec

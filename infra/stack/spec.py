@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infra.stack.windows import Schedule
 
@@ -46,6 +46,9 @@ class ClusterSpec:
     system_max: int
     accelerator: str                          # "nvidia" | "ascend"
     existing: ExistingCluster | None
+    # pinned for kubernetes_version (infra.stack.versions, or the stack's own pins); empty on existing clusters
+    addon_versions: Mapping[str, str] = field(default_factory=dict)
+    autoscaler_image_tag: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import json
 import pulumi
 import pytest
 
-from infra.aws.cluster import ADDON_VERSIONS, kubeconfig_for
+from infra.aws.cluster import kubeconfig_for
+from infra.stack.versions import ADDON_VERSIONS
 from scripts.render import render
 from tests.aws.test_network import render_error, stack_file
 from tests.conftest import named, of_type

@@ -29,7 +29,8 @@ def test_policy_is_scoped_to_this_clusters_node_groups_and_the_stack_lock():
 def test_capacity_block_stacks_may_read_offerings_in_their_region_only(stack_values):
     from infra.stack.config import parse_config
     values = stack_values("prod")
-    values["llm-fleet:pools"][0].update(capacity="capacity-block", capacityReservationId="cr-0123456789abcdef0")
+    values["llm-fleet:pools"][0].update(capacity="capacity-block", capacityReservationId="cr-0123456789abcdef0",
+                                        azIds=["use1-az4"])
     doc = jobs_policy(parse_config(values, "prod"), "aws", "1", "b", "k")
     block = next(s for s in doc["Statement"] if s["Sid"] == "CapacityBlocksRead")
     assert block["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}

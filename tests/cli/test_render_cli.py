@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 
 import pytest
@@ -43,3 +45,18 @@ def test_bad_stack_file_same_message_as_plan(tmp_path, capsys, mutate):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.strip() == f"fleet render: {plan_err}"
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def _open_loops() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed())
+
+
+def test_render_leaves_no_event_loop_open(capsys):
+    """Every loop a render made is closed before it returns: an open one is garbage-collected at exit
+    after its sockets and prints "Exception ignored in: BaseEventLoop.__del__ ... Invalid file
+    descriptor: -1" on the user's terminal (the mock monitor makes one per executor thread)."""
+    before = _open_loops()
+    assert main(["render", "--stack", "dev", "--json"]) == 0
+    assert capsys.readouterr().err == ""
+    assert _open_loops() == before

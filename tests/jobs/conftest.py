@@ -58,6 +58,7 @@ STACK = textwrap.dedent("""\
           instanceTypes: [p5en.48xlarge]
           capacity: capacity-block
           capacityReservationId: cr-0123456789abcdef0
+          azIds: [use1-az4]
           minSize: 0
           maxSize: 1
           schedule:
