@@ -27,7 +27,7 @@ def group(records, pool: str) -> dict:
 
 def test_prod_node_groups_capacity_and_instance_types(rendered):
     records = rendered("prod")
-    expected = {"h200-base": ("ON_DEMAND", ["p5en.48xlarge"], (1, 1)),
+    expected = {"h200-base": ("ON_DEMAND", ["p5en.48xlarge"], (1, 3)),
                 "h200-spot": ("SPOT", ["p5en.48xlarge"], (0, 2)),
                 "h200-peak": ("ON_DEMAND", ["p5en.48xlarge"], (0, 2)),
                 "l40s-small": ("ON_DEMAND", ["g6e.xlarge"], (1, 3))}

@@ -167,7 +167,11 @@ def test_conflict_when_a_schedule_writes_the_size_the_autoscaler_owns(prod):
 def test_spot_first_and_on_demand_fallback_when_spot_cannot_launch(tmp_path):
     """One workload may land on the spot pool or the on-demand peak pool: the priority expander tries spot
     first; a spot group that cannot launch is backed off and the on-demand pool takes the replicas."""
-    path = _broken(tmp_path, lambda c: c["llm-fleet:pools"][2].pop("schedule"))    # an elastic on-demand pool
+    def peak_elastic_base_fixed(c):
+        c["llm-fleet:pools"][2].pop("schedule")                                  # an elastic on-demand pool
+        c["llm-fleet:pools"][0]["maxSize"] = 1                                   # and the base pool full
+        c["llm-fleet:models"][0]["placements"][0]["replicas"]["max"] = 1
+    path = _broken(tmp_path, peak_elastic_base_fixed)
     cfg, records = load_stack_file(path), render(path)
     saturday = datetime.fromisoformat("2026-12-12T00:00:00+08:00")
     rpm = {m.name: [2000.0 if m.name == "glm-5-1" else 0.0] * 1440 for m in cfg.models}   # far above base
@@ -179,6 +183,26 @@ def test_spot_first_and_on_demand_fallback_when_spot_cannot_launch(tmp_path):
     assert out["gpuHours"]["h200-spot"] == 0 and out["failedSpotLaunches"] > 0
     assert out["gpuHours"]["h200-peak"] > 0                                   # the on-demand fallback
     assert {c["pool"] for c in out["coldStarts"]} == {"h200-peak"}
+
+
+def test_shipped_prod_falls_back_from_spot_to_the_base_pool():
+    """The shipped prod stack, not a variant: with spot unavailable all day, the replicas the queue asks for
+    land on h200-base (it may grow to 3), never on the scheduled peak pool, and nothing goes to the API."""
+    path = STACKS / "Pulumi.prod.yaml"
+    cfg, records = load_stack_file(path), render(path)
+    saturday = datetime.fromisoformat("2026-12-12T00:00:00+08:00")                # peak is off all day
+    rpm = {m.name: [2000.0 if m.name == "glm-5-1" else 0.0] * 1440 for m in cfg.models}
+    sim = from_render(records, cfg, build_plan(cfg))
+    with_spot, _ = simulate(sim, cfg, saturday, 1, rpm)
+    day = saturday.astimezone(UTC)
+    outage = [(day - timedelta(days=1), day + timedelta(days=2))]
+    no_spot, _ = simulate(sim, cfg, saturday, 1, rpm, spot_unavailable=outage)
+    base_alone = 24 * 8                                                          # one p5en all day
+    assert with_spot["gpuHours"]["h200-spot"] > 0 and with_spot["gpuHours"]["h200-base"] == base_alone
+    assert no_spot["gpuHours"]["h200-spot"] == 0 and no_spot["failedSpotLaunches"] > 0
+    assert no_spot["gpuHours"]["h200-base"] > base_alone                         # the on-demand fallback
+    assert no_spot["gpuHours"]["h200-peak"] == 0 and no_spot["fallbackRequests"] == 0
+    assert no_spot["violations"] == []
 
 
 # ------------------------------------------------------------------------------------------------ inputs

@@ -94,7 +94,10 @@ def test_queue_trigger_and_slow_scale_down(stack_values):
 
 
 def test_fixed_size_placements_get_no_scaled_object(stack_values):
-    cfg, plan = prod(stack_values)
+    values = stack_values("prod")
+    values["llm-fleet:models"][0]["placements"][0]["replicas"]["max"] = 1       # base pinned at min = max = 1
+    plan = build_plan(parse_config(values, "prod"))
+    cfg = plan.config
     assert scaled(cfg, dep_on(plan, "glm-5-1", "h200-base")) is None     # min = max = 1, no schedule
     small = dep_on(plan, "qwen2-5-7b", "l40s-small")
     assert scaled(cfg, small, prometheus_url=None) is None                # nothing could change its size
@@ -161,14 +164,27 @@ def test_one_workload_per_model_scales_on_the_queue_and_spot_falls_back_to_on_de
         return next(r for r in records if r["type"] == "kubernetes:apps/v1:Deployment"
                     and r["inputs"]["metadata"]["name"] == "glm-5-1-h200-spot")["inputs"]["spec"]["template"]["spec"]
 
-    assert spot_pod(records)["nodeSelector"]["llm-fleet/pool"] == "h200-spot"      # peak is scheduled
+    def pools_of(pod):
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        (term,) = terms["nodeSelectorTerms"]
+        (expr,) = term["matchExpressions"]
+        assert expr["key"] == "llm-fleet/pool" and expr["operator"] == "In"
+        assert "llm-fleet/pool" not in pod["nodeSelector"]
+        assert {t.get("value") for t in pod["tolerations"]} >= set(expr["values"])
+        return expr["values"]
+
+    # shipped prod: the base pool can grow (1..3), the peak pool is scheduled
+    assert pools_of(spot_pod(records)) == ["h200-spot", "h200-base"]
     from tests.cli.test_plan_cli import _broken
     unscheduled = spot_pod(rendered(_broken(tmp_path, lambda c: c["llm-fleet:pools"][2].pop("schedule"))))
-    terms = unscheduled["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert terms["nodeSelectorTerms"] == [{"matchExpressions": [{"key": "llm-fleet/pool", "operator": "In",
-                                                                 "values": ["h200-spot", "h200-peak"]}]}]
-    assert "llm-fleet/pool" not in unscheduled["nodeSelector"]
-    assert {t.get("value") for t in unscheduled["tolerations"]} >= {"h200-spot", "h200-peak"}
+    assert pools_of(unscheduled) == ["h200-spot", "h200-base", "h200-peak"]
+
+    def fixed_base(c):
+        c["llm-fleet:pools"][0]["maxSize"] = 1
+        c["llm-fleet:models"][0]["placements"][0]["replicas"]["max"] = 1
+    (tmp_path / "pinned").mkdir()                 # renders are cached by path: a second file, a second path
+    pinned = spot_pod(rendered(_broken(tmp_path / "pinned", fixed_base)))
+    assert "affinity" not in pinned and pinned["nodeSelector"]["llm-fleet/pool"] == "h200-spot"   # nowhere to go
 
 
 def test_cron_triggers_follow_the_planned_schedule_with_the_lunch_gap_merged(rendered, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_syntax_error_names_file_line_column_and_what_was_expected(tmp_path):
 @pytest.mark.parametrize("text, where", [
     (PROD.replace("  llm-fleet:environment: prod\n", "  llm-fleet:environment: prod\n  llm-fleet:environment: dev\n"),
      "llm-fleet.environment: duplicate key 'llm-fleet:environment'"),
-    (PROD.replace("      maxSize: 1\n", "      maxSize: 1\n      maxSize: 8\n", 1),
+    (re.sub(r"(\n      maxSize: [^\n]*\n)", "\\1      maxSize: 8\n", PROD, count=1),     # the first pool's
      "llm-fleet.pools[0].maxSize: duplicate key"),
     (PROD.replace("offSize: 0\n", "offSize: 0\n        offSize: 2\n"),
      "llm-fleet.pools[2].schedule.offSize: duplicate"),
