@@ -19,7 +19,6 @@ from infra.aws.scaling import field, live_scaling, scaling_inputs
 from infra.stack import names
 from infra.stack.spec import StackConfig
 
-SYSTEM_POOL = "system"
 LOG_RETENTION_DAYS = 90
 
 
@@ -93,8 +92,6 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         spec, cluster_name = cfg.cluster, names.cluster_name(cfg)
         tags = names.tags(cfg, "cluster")
-        if any(p.name == SYSTEM_POOL for p in cfg.pools):
-            raise pulumi.RunError(f"pools: the name {SYSTEM_POOL!r} is taken by the system node group; rename the pool")
         versions = dict(spec.addon_versions)  # pinned per version by infra.stack.versions (checked in plan)
         check_addon_versions(spec.kubernetes_version, versions)
         partition = aws.get_partition().partition
@@ -232,7 +229,7 @@ class Cluster(pulumi.ComponentResource):
     def _system_nodes(self, name: str, cfg: StackConfig, network: Network, eks: aws.eks.Cluster,
                       tags: dict[str, str], depends: list[pulumi.Resource]) -> aws.eks.NodeGroup:
         spec, child = cfg.cluster, pulumi.ResourceOptions(parent=self)
-        node_name = names.nodegroup_name(cfg, SYSTEM_POOL)
+        node_name = names.nodegroup_name(cfg, names.SYSTEM_POOL)
         lt = aws.ec2.LaunchTemplate(
             f"{name}-system-lt", name=node_name, update_default_version=True,
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
@@ -244,11 +241,12 @@ class Cluster(pulumi.ComponentResource):
                 resource_type=kind, tags={**tags, "Name": node_name}) for kind in ("instance", "volume")],
             tags=tags, opts=child)
         sizing = scaling_inputs(spec.system_min, spec.system_max, spec.system_min,
-                                live_scaling(names.cluster_name(cfg)).get(SYSTEM_POOL))
+                                live_scaling(names.cluster_name(cfg)).get(names.SYSTEM_POOL))
         # A generated name (prefix + unique suffix): a change EKS makes by replacement (instance type,
         # subnets) creates the new group before deleting the old one without a name collision.
         return aws.eks.NodeGroup(
-            f"{name}-system", cluster_name=eks.name, node_group_name_prefix=names.nodegroup_prefix(cfg, SYSTEM_POOL),
+            f"{name}-system", cluster_name=eks.name,
+            node_group_name_prefix=names.nodegroup_prefix(cfg, names.SYSTEM_POOL),
             node_role_arn=self.node_role.arn,
             subnet_ids=network.private_subnet_ids, ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
             instance_types=[spec.system_instance_type],
@@ -257,5 +255,5 @@ class Cluster(pulumi.ComponentResource):
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             node_repair_config=aws.eks.NodeGroupNodeRepairConfigArgs(enabled=True),
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=lt.id, version=lt.latest_version.apply(str)),
-            labels={names.LABEL_ROLE: "system"}, tags={**tags, names.TAG_POOL: SYSTEM_POOL},
+            labels={names.LABEL_ROLE: "system"}, tags={**tags, names.TAG_POOL: names.SYSTEM_POOL},
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends, ignore_changes=sizing.ignore_changes))

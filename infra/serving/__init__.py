@@ -35,11 +35,6 @@ class Serving(pulumi.ComponentResource):
         super().__init__("llmfleet:serving:Serving", name, None, opts)
         self._name, self._cfg, self._kube = name, cfg, kube
         self._ns = names.NAMESPACE
-        if kube.managed:
-            bad = [p.name for p in cfg.pools if p.node_selector]
-            if bad:
-                raise pulumi.RunError(f"pools {', '.join(bad)}: nodeSelector is for cluster.existing pools; the "
-                                      "EKS node groups label their nodes llm-fleet/pool=<name>")
         specs = self._engine_specs(cfg, plan, weights)
         mon = cfg.monitoring
         prom_url = {"install": names.PROMETHEUS_URL, "existing": mon.prometheus_url}.get(mon.prometheus)

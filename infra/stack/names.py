@@ -25,6 +25,7 @@ TAG_POOL = LABEL_POOL
 # terraform-provider-aws generates `<prefix><26-character unique id>` (id.UniqueIDSuffixLength) and EKS
 # caps node group names at 63 characters.
 NODEGROUP_PREFIX_MAX = 63 - 26
+SYSTEM_POOL = "system"                     # the EKS system node group's pool name; no GPU pool may take it
 MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
 # Service of the Prometheus the chart makes (kube-prometheus-stack: "<release>-prometheus", port 9090)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from infra.stack.cidr import parse_cidr, parse_cidrs
 from infra.stack.images import pinned_reference_problem, repository_problem
+from infra.stack.names import SYSTEM_POOL
 from infra.stack.reader import HIDDEN, ConfigError, Node, key_note, looks_like_credential
 from infra.stack.s3names import bucket_name_problem
 from infra.stack.spec import (
@@ -58,7 +59,6 @@ DEFAULT_ENGINES = {
 DEFAULT_EFA_IMAGES = {
     ("vllm", "v0.28.0"): "public.ecr.aws/deep-learning-containers/vllm:0.28.0-gpu-py312-cu130-ubuntu24.04-ec2",
 }
-SYSTEM_POOL = "system"                     # the EKS system node group's name suffix
 AZ_ID = r"[a-z]{3,4}\d-az[1-8]"           # infra.aws.network carves subnets for AZ slots 1..8
 # huggingface_hub.utils.validate_repo_id: org/name of word characters, '-' and '.', 96 at most, no '--' or '..'
 HF_REPO_ID = r"[A-Za-z0-9]([\w.-]*[A-Za-z0-9])?/[A-Za-z0-9_]([\w.-]*[A-Za-z0-9_])?"
